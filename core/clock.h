@@ -1,0 +1,134 @@
+/*
+ * clock.h -- timers and the per-thread virtual clock.
+ *
+ * A timer yields raw ticks; the conversion to seconds is measured, not
+ * assumed: for the TSC, ticks and CLOCK_MONOTONIC_RAW are sampled at start
+ * and again at every dump, so the frequency comes from the whole run
+ * (precise to parts per million after a few milliseconds).
+ *
+ * Timers (PYPROF_TIMER):
+ *   wall       TSC via rdtsc when the CPU has an invariant TSC, else
+ *              CLOCK_MONOTONIC. Default.
+ *   monotonic  CLOCK_MONOTONIC (vDSO).
+ *   cpu        thread CPU time (CLOCK_THREAD_CPUTIME_ID).
+ *   process    process CPU time (CLOCK_PROCESS_CPUTIME_ID).
+ *
+ * The virtual clock of a thread (pyprof_vclock) is what the engine sees:
+ * it advances only between the profiler's hooks, minus a fixed bias per
+ * event, and never goes backwards. So the profiler's own time inside the
+ * hook is not charged to user code, and the bias removes what no timer
+ * can see (the interpreter's cost of calling the hook).
+ */
+#ifndef PYPROF_CLOCK_H
+#define PYPROF_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+typedef enum pyprof_timer {
+  PYPROF_TIMER_WALL = 0,
+  PYPROF_TIMER_MONOTONIC,
+  PYPROF_TIMER_CPU,
+  PYPROF_TIMER_PROCESS,
+} pyprof_timer;
+
+/* How the process reads time; set once at start by pyprof_clock_init(). */
+typedef struct pyprof_clock {
+  pyprof_timer timer;      /* what the user asked for */
+  int source;              /* PYPROF_SRC_* actually used */
+  int shared;              /* timestamps comparable across threads */
+  int two_reads;           /* read again on hook exit (cheap timers) */
+  uint64_t bias;           /* ticks subtracted per event */
+  uint64_t tsc0;           /* calibration start: raw ticks ... */
+  struct timespec mono0;   /* ... and CLOCK_MONOTONIC_RAW at that instant */
+} pyprof_clock;
+
+enum { PYPROF_SRC_TSC, PYPROF_SRC_MONOTONIC, PYPROF_SRC_THREAD_CPU,
+       PYPROF_SRC_PROCESS_CPU };
+
+extern pyprof_clock pyprof_clk;
+
+/* Chooses the source for `timer` and starts frequency calibration. Cheap
+ * (no waiting). Not async-signal-safe. */
+void pyprof_clock_init(pyprof_timer timer);
+
+/* Parses a timer name ("wall", "cpu", "process", "monotonic"). Returns 0,
+ * or -1 for an unknown name. */
+int pyprof_timer_parse(const char *s, pyprof_timer *out);
+const char *pyprof_timer_name(pyprof_timer t);
+const char *pyprof_clock_source_name(void);
+
+/* Whether this CPU has an invariant TSC (CPUID 0x80000007 EDX bit 8). */
+int pyprof_tsc_invariant(void);
+
+/* Seconds per tick, measured from start until now for the TSC (exact for
+ * the other sources). Async-signal-safe (clock_gettime and arithmetic). */
+double pyprof_clock_tick_seconds(void);
+
+/* Resolution of the source in seconds (clock_getres, or one TSC tick). */
+double pyprof_clock_resolution(void);
+
+static inline uint64_t pyprof__rdtsc(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  uint32_t lo, hi;
+  __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+  return ((uint64_t)hi << 32) | lo;
+#else
+  return 0;
+#endif
+}
+
+static inline uint64_t pyprof__ts_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Reads the raw timer. Async-signal-safe. */
+static inline uint64_t pyprof_clock_read(void) {
+  switch (pyprof_clk.source) {
+  case PYPROF_SRC_TSC: return pyprof__rdtsc();
+  case PYPROF_SRC_MONOTONIC: return pyprof__ts_ns(CLOCK_MONOTONIC);
+  case PYPROF_SRC_THREAD_CPU: return pyprof__ts_ns(CLOCK_THREAD_CPUTIME_ID);
+  default: return pyprof__ts_ns(CLOCK_PROCESS_CPUTIME_ID);
+  }
+}
+
+/* A thread's virtual clock. */
+typedef struct pyprof_vclock {
+  uint64_t vt;      /* virtual ticks at the last event */
+  uint64_t raw_out; /* raw ticks when the profiler last gave control back */
+} pyprof_vclock;
+
+/* Starts a virtual clock at raw time `raw`. */
+static inline void pyprof_vclock_start(pyprof_vclock *c, uint64_t raw) {
+  c->vt = 0;
+  c->raw_out = raw;
+}
+
+/* Hook entry: advances the clock by the time user code ran since the last
+ * hook exit, less the bias, never backwards. Returns the virtual time. */
+static inline uint64_t pyprof_vclock_enter(pyprof_vclock *c, uint64_t raw) {
+  uint64_t d = raw > c->raw_out ? raw - c->raw_out : 0;
+  d = d > pyprof_clk.bias ? d - pyprof_clk.bias : 0;
+  c->vt += d;
+  c->raw_out = raw;
+  return c->vt;
+}
+
+/* Hook exit: with a cheap timer, the time spent inside the hook since
+ * pyprof_vclock_enter() is excluded by restarting from here. */
+static inline void pyprof_vclock_leave(pyprof_vclock *c) {
+  if (pyprof_clk.two_reads) c->raw_out = pyprof_clock_read();
+}
+
+/* The virtual time `raw_now` would map to, without changing the clock
+ * (for snapshots taken by another thread). Only meaningful when the clock
+ * is shared between threads; otherwise the time of the last event. */
+static inline uint64_t pyprof_vclock_peek(const pyprof_vclock *c,
+                                          uint64_t raw_now) {
+  if (!pyprof_clk.shared || raw_now <= c->raw_out) return c->vt;
+  return c->vt + (raw_now - c->raw_out);
+}
+
+#endif

@@ -1,0 +1,141 @@
+/*
+ * config.c -- PYPROF_* environment variables.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Every variable the library or the pyprof command reads. */
+static const char *const known[] = {
+    "PYPROF_OUT", "PYPROF_QUIET", "PYPROF_TIMER", "PYPROF_BIAS",
+    "PYPROF_LIB", /* read by scripts/pyprof only */
+    NULL};
+
+int pyprof_parse_bool(const char *s, int *out) {
+  static const char *const yes[] = {"1", "yes", "true", "on", NULL};
+  static const char *const no[] = {"0", "no", "false", "off", NULL};
+  for (int i = 0; yes[i]; i++)
+    if (strcmp(s, yes[i]) == 0) return *out = 1, 0;
+  for (int i = 0; no[i]; i++)
+    if (strcmp(s, no[i]) == 0) return *out = 0, 0;
+  return -1;
+}
+
+int pyprof_parse_seconds(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || *end != '\0' || errno || !isfinite(v) || v < 0 || v > 1)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+int pyprof_template_check(const char *tmpl) {
+  if (!*tmpl) return -1;
+  for (const char *p = tmpl; *p; p++) {
+    if (*p != '%') continue;
+    p++;
+    if (*p != 'p' && *p != 'n' && *p != 't' && *p != '%') return -1;
+  }
+  return 0;
+}
+
+/* Appends the decimal digits of `v` at *pos. Async-signal-safe. */
+static int put_num(unsigned long v, char *buf, size_t len, size_t *pos) {
+  char tmp[24];
+  int n = 0;
+  do tmp[n++] = (char)('0' + v % 10); while ((v /= 10) && n < 24);
+  while (n) {
+    if (*pos + 1 >= len) return -1;
+    buf[(*pos)++] = tmp[--n];
+  }
+  return 0;
+}
+
+/* Async-signal-safe. */
+int pyprof_template_expand(const char *tmpl, long pid, unsigned long n,
+                           long unix_time, char *buf, size_t len) {
+  size_t pos = 0;
+  for (const char *p = tmpl; *p; p++) {
+    int rc = 0;
+    if (*p == '%' && p[1]) {
+      p++;
+      if (*p == 'p') rc = put_num((unsigned long)pid, buf, len, &pos);
+      else if (*p == 'n') rc = put_num(n, buf, len, &pos);
+      else if (*p == 't') rc = put_num((unsigned long)unix_time, buf, len, &pos);
+      else if (pos + 1 < len) buf[pos++] = *p;
+      else rc = -1;
+    } else if (pos + 1 < len) {
+      buf[pos++] = *p;
+    } else {
+      rc = -1;
+    }
+    if (rc < 0) return -1;
+  }
+  if (pos >= len) return -1;
+  buf[pos] = '\0';
+  return 0;
+}
+
+static int is_known(const char *name, size_t n) {
+  for (int i = 0; known[i]; i++)
+    if (strlen(known[i]) == n && strncmp(known[i], name, n) == 0) return 1;
+  return 0;
+}
+
+int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
+                       char *const *names, const char *cwd, char *err,
+                       size_t errlen) {
+  const char *v;
+  memset(c, 0, sizeof *c);
+  c->timer = PYPROF_TIMER_WALL;
+  for (; names && *names; names++) {
+    const char *eq = strchr(*names, '=');
+    size_t n = eq ? (size_t)(eq - *names) : strlen(*names);
+    if (n > 7 && strncmp(*names, "PYPROF_", 7) == 0 && !is_known(*names, n)) {
+      snprintf(err, errlen,
+               "unknown variable %.*s (see the README for PYPROF_* settings)",
+               (int)n, *names);
+      return -1;
+    }
+  }
+  if ((v = get("PYPROF_QUIET")) && pyprof_parse_bool(v, &c->quiet) < 0) {
+    snprintf(err, errlen, "invalid PYPROF_QUIET='%s' (expected 0 or 1)", v);
+    return -1;
+  }
+  if ((v = get("PYPROF_TIMER")) && pyprof_timer_parse(v, &c->timer) < 0) {
+    snprintf(err, errlen,
+             "invalid PYPROF_TIMER='%s' (expected wall|cpu|process|monotonic)",
+             v);
+    return -1;
+  }
+  if ((v = get("PYPROF_BIAS"))) {
+    if (strcmp(v, "auto") == 0) c->bias_auto = 1;
+    else if (pyprof_parse_seconds(v, &c->bias) < 0) {
+      snprintf(err, errlen,
+               "invalid PYPROF_BIAS='%s' (expected seconds per event, e.g. "
+               "2.5e-8, or auto)", v);
+      return -1;
+    }
+  }
+  v = get("PYPROF_OUT");
+  if (!v) v = "pyprof.%p.prof";
+  if (pyprof_template_check(v) < 0) {
+    snprintf(err, errlen,
+             "invalid PYPROF_OUT='%s' (a path; %%p pid, %%n dump number, %%t "
+             "unix time, %%%% percent)", v);
+    return -1;
+  }
+  int w = v[0] == '/' ? snprintf(c->out, sizeof c->out, "%s", v)
+                      : snprintf(c->out, sizeof c->out, "%s/%s", cwd, v);
+  if (w < 0 || (size_t)w >= sizeof c->out) {
+    snprintf(err, errlen, "invalid PYPROF_OUT: path too long");
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,228 @@
+/*
+ * dump.c -- a snapshot as a pstats file, written atomically (see dump.h).
+ *
+ * The stats dict matches what Lib/cProfile.py's snapshot_stats() builds:
+ *   key   (file, line, name)
+ *   value (cc, nc, tt, ct, callers)        -- cc first
+ *   callers[caller_key] = (nc, cc, tt, ct) -- nc first (sic)
+ * with tt and ct in seconds as floats.
+ */
+#include "dump.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h> /* rename() only: no stdio streams here */
+#include <string.h>
+#include <unistd.h>
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+/* ---- encoding ----------------------------------------------------------- */
+
+/* A count as a Python int (counts never exceed INT64_MAX in practice). */
+static void dump_count(pyprof_buf *b, uint64_t v) {
+  pyprof_m_int(b, v > INT64_MAX ? INT64_MAX : (int64_t)v);
+}
+
+/* A C string as a Python str; NULL is written as "". */
+static void dump_cstr(pyprof_buf *b, const char *s) {
+  pyprof_m_str(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+/* The (file, line, name) label of a registered function. */
+static void dump_label(pyprof_buf *b, const pyprof_func *f) {
+  pyprof_m_tuple(b, 3);
+  dump_cstr(b, f->file);
+  pyprof_m_int(b, f->line);
+  dump_cstr(b, f->name);
+}
+
+/* Finds the row of `fid` in rows sorted by fid; NULL if absent. */
+static const pyprof_row *dump_find_row(const pyprof_snapshot *s,
+                                       pyprof_fid fid) {
+  size_t lo = 0, hi = s->nrows;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->rows[mid].fid < fid) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < s->nrows && s->rows[lo].fid == fid ? &s->rows[lo] : NULL;
+}
+
+/* The registered function of a row that goes into the file, or NULL for a
+ * row that is left out (no calls, or unknown to the registry). */
+static const pyprof_func *dump_row_func(const pyprof_row *r) {
+  if (!r || r->nc == 0) return NULL;
+  return pyprof_func_get(r->fid);
+}
+
+/* Writes the callers dict of the callee whose edges are e[0..n): all have
+ * the same callee and are sorted by caller. Adjacent duplicates (the same
+ * caller twice) are summed, so each key appears once. Edges without calls
+ * or whose caller is left out are dropped. */
+static void dump_callers(pyprof_buf *b, const pyprof_snapshot *s,
+                         const pyprof_edge_row *e, size_t n, double tick) {
+  pyprof_m_dict_begin(b);
+  for (size_t i = 0; i < n;) {
+    pyprof_edge_row sum = e[i];
+    for (i++; i < n && e[i].caller == sum.caller; i++) {
+      sum.nc += e[i].nc;
+      sum.cc += e[i].cc;
+      sum.tt += e[i].tt;
+      sum.ct += e[i].ct;
+    }
+    const pyprof_func *f = dump_row_func(dump_find_row(s, sum.caller));
+    if (!f || sum.nc == 0) continue;
+    dump_label(b, f);
+    pyprof_m_tuple(b, 4);
+    dump_count(b, sum.nc);
+    dump_count(b, sum.cc);
+    pyprof_m_float(b, (double)sum.tt * tick);
+    pyprof_m_float(b, (double)sum.ct * tick);
+  }
+  pyprof_m_dict_end(b);
+}
+
+/* Writes the stats dict. Rows are sorted by fid and edges by (callee,
+ * caller), so one forward pass over the edges pairs each callee row with
+ * its run of edges. */
+static void dump_stats(pyprof_buf *b, const pyprof_snapshot *s, double tick) {
+  size_t j = 0; /* first edge whose callee is not below the current row */
+  pyprof_m_dict_begin(b);
+  for (size_t i = 0; i < s->nrows; i++) {
+    const pyprof_row *r = &s->rows[i];
+    while (j < s->nedges && s->edges[j].callee < r->fid) j++;
+    size_t k = j;
+    while (k < s->nedges && s->edges[k].callee == r->fid) k++;
+    const pyprof_func *f = dump_row_func(r);
+    if (f) {
+      dump_label(b, f);
+      pyprof_m_tuple(b, 5);
+      dump_count(b, r->cc);
+      dump_count(b, r->nc);
+      pyprof_m_float(b, (double)r->tt * tick);
+      pyprof_m_float(b, (double)r->ct * tick);
+      dump_callers(b, s, s->edges + j, k - j, tick);
+    }
+    j = k;
+  }
+  pyprof_m_dict_end(b);
+}
+
+/* Writes the metadata dict; items with a NULL key or value are skipped. */
+static void dump_meta(pyprof_buf *b, const pyprof_meta *meta, size_t n) {
+  pyprof_m_dict_begin(b);
+  for (size_t i = 0; i < n; i++) {
+    if (!meta[i].key || !meta[i].value) continue;
+    dump_cstr(b, meta[i].key);
+    dump_cstr(b, meta[i].value);
+  }
+  pyprof_m_dict_end(b);
+}
+
+/* Appends the stats dict, then the metadata dict, to `b` (see dump.h).
+ * Cost: O(rows + edges * log rows). */
+int pyprof_pstats_encode(pyprof_buf *b, const pyprof_snapshot *s,
+                         double tick_seconds, const pyprof_meta *meta,
+                         size_t nmeta) {
+  dump_stats(b, s, tick_seconds);
+  dump_meta(b, meta, nmeta);
+  return b->oom ? -1 : 0;
+}
+
+/* ---- atomic file writing ------------------------------------------------ */
+
+/* Tells temporary names of concurrent dumps in one process apart. */
+static unsigned dump_tmp_counter;
+
+/* Appends the decimal digits of `v` at `p`; returns the new end. */
+static char *dump_utoa(char *p, unsigned long v) {
+  char tmp[24];
+  size_t n = 0;
+  do tmp[n++] = (char)('0' + v % 10); while (v /= 10);
+  while (n) *p++ = tmp[--n];
+  return p;
+}
+
+/* Builds "<path>.tmp.<pid>.<counter>" in `out` (PATH_MAX + 64 bytes) and
+ * opens it exclusively. Returns the descriptor, or -1 with errno set. */
+static int dump_open_tmp(const char *path, char *out) {
+  size_t n = strlen(path);
+  if (n >= PATH_MAX) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (int attempt = 0; attempt < 100; attempt++) {
+    unsigned c = __atomic_fetch_add(&dump_tmp_counter, 1, __ATOMIC_RELAXED);
+    char *p = out + n;
+    memcpy(out, path, n);
+    memcpy(p, ".tmp.", 5);
+    p = dump_utoa(p + 5, (unsigned long)getpid());
+    *p++ = '.';
+    *dump_utoa(p, c) = '\0';
+    int fd = open(out, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  return -1; /* errno is EEXIST */
+}
+
+/* Writes all of data[0..len) to `fd`, retrying on EINTR and short writes.
+ * Returns 0, or -1 with errno set. */
+static int dump_write_all(int fd, const unsigned char *data, size_t len) {
+  while (len > 0) {
+    size_t chunk = len > (1u << 30) ? (1u << 30) : len;
+    ssize_t w = write(fd, data, chunk);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -1;
+    if (w == 0) {
+      errno = EIO;
+      return -1;
+    }
+    data += w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Flushes `fd` to stable storage. A file system that cannot sync at all
+ * (EINVAL) is accepted: the rename still makes the update atomic. */
+static int dump_fsync(int fd) {
+  for (;;) {
+    if (fsync(fd) == 0) return 0;
+    if (errno == EINTR) continue;
+    return errno == EINVAL ? 0 : -1;
+  }
+}
+
+/* Writes the temporary file behind `fd` and closes it. Returns 0, or -1
+ * with errno from the failing call (`fd` is closed either way). */
+static int dump_fill_tmp(int fd, const void *data, size_t len) {
+  if (dump_write_all(fd, data, len) != 0 || dump_fsync(fd) != 0) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  /* On Linux the descriptor is gone even when close() says EINTR. */
+  if (close(fd) != 0 && errno != EINTR) return -1;
+  return 0;
+}
+
+/* Writes `len` bytes to `path` atomically (see dump.h). Uses only
+ * async-signal-safe calls and no heap, so a crash handler may call it. */
+int pyprof_write_atomic(const char *path, const void *data, size_t len) {
+  char tmp[PATH_MAX + 64];
+  int fd = dump_open_tmp(path, tmp);
+  if (fd < 0) return -1;
+  if (dump_fill_tmp(fd, data, len) != 0 || rename(tmp, path) != 0) {
+    int err = errno;
+    unlink(tmp);
+    errno = err;
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * dump.h -- turning a snapshot into a pstats file.
+ *
+ * The file is `marshal.dumps(stats)` as cProfile writes it:
+ *   {(file, line, name): (cc, nc, tt, ct, {caller_label: (nc, cc, tt, ct)})}
+ * followed by a second marshal object, a dict of metadata (timer, bias, …),
+ * which pstats never reads (it loads one object) and `pyprof view` shows.
+ * Files are written atomically: a temporary file in the same directory,
+ * fsync'd, then renamed over the target.
+ */
+#ifndef PYPROF_DUMP_H
+#define PYPROF_DUMP_H
+
+#include "marshal.h"
+#include "prof.h"
+
+/* One metadata item: key -> string value. */
+typedef struct pyprof_meta {
+  const char *key;
+  const char *value;
+} pyprof_meta;
+
+/* Serialises `s` (ticks converted with `tick_seconds`) followed by the
+ * metadata dict into `b`. Functions without calls are left out; edges whose
+ * caller or callee is left out are dropped too. Returns 0, -1 on OOM. */
+int pyprof_pstats_encode(pyprof_buf *b, const pyprof_snapshot *s,
+                         double tick_seconds, const pyprof_meta *meta,
+                         size_t nmeta);
+
+/* Writes `len` bytes to `path` atomically (tmp file + fsync + rename).
+ * Returns 0, or -1 with errno set; on failure nothing is left at `path`
+ * that was not there before and the temporary file is removed. */
+int pyprof_write_atomic(const char *path, const void *data, size_t len);
+
+#endif

@@ -1,0 +1,232 @@
+/*
+ * marshal.c -- a writer for the subset of CPython's marshal format that a
+ * pstats file needs (see marshal.h).
+ *
+ * Format facts used here (readable by marshal.loads of Python 3.4 and
+ * later; no reference flags are ever written):
+ *   '{' key value ... '0'        dict, closed by TYPE_NULL
+ *   ')' u8 n  items              tuple with n < 256 (format version 4)
+ *   '(' i32 n items              any tuple
+ *   'u' i32 n bytes              str, n bytes of UTF-8 ("surrogatepass")
+ *   'i' i32                      int that fits in 32 bits
+ *   'l' i32 n, |n| x u16 digits  other ints: 15-bit digits, least
+ *                                significant first, sign of n = sign
+ *   'g' f64                      float, IEEE 754 binary64
+ *   'N'                          None
+ * All multi-byte integers are little-endian.
+ */
+#include "marshal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Type codes, as CPython's Python/marshal.c names them. */
+enum {
+  M_NULL = '0',
+  M_NONE = 'N',
+  M_INT = 'i',
+  M_LONG = 'l',
+  M_BINARY_FLOAT = 'g',
+  M_UNICODE = 'u',
+  M_TUPLE = '(',
+  M_SMALL_TUPLE = ')',
+  M_DICT = '{',
+};
+
+#define M_LONG_SHIFT 15     /* bits per digit of a marshalled long */
+#define M_LONG_MASK 0x7fff
+
+/* Prepares an empty buffer (no allocation until the first write). */
+void pyprof_buf_init(pyprof_buf *b) {
+  b->data = NULL;
+  b->len = 0;
+  b->cap = 0;
+  b->oom = 0;
+}
+
+/* Releases the buffer's memory and leaves it empty and usable. */
+void pyprof_buf_free(pyprof_buf *b) {
+  free(b->data);
+  pyprof_buf_init(b);
+}
+
+/* Makes room for `n` more bytes. Returns 0, or -1 (and sets the sticky
+ * flag) when that fails or the buffer is already failed. */
+static int buf_reserve(pyprof_buf *b, size_t n) {
+  if (b->oom) return -1;
+  if (n <= b->cap - b->len) return 0;
+  if (n > SIZE_MAX / 2 - b->len) goto fail;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap - b->len < n) cap *= 2;
+  unsigned char *p = realloc(b->data, cap);
+  if (!p) goto fail;
+  b->data = p;
+  b->cap = cap;
+  return 0;
+fail:
+  b->oom = 1;
+  return -1;
+}
+
+/* Appends `n` raw bytes. */
+static void buf_put(pyprof_buf *b, const void *p, size_t n) {
+  if (buf_reserve(b, n) != 0) return;
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+}
+
+/* Appends one byte. */
+static void buf_byte(pyprof_buf *b, unsigned char c) {
+  buf_put(b, &c, 1);
+}
+
+/* Appends a 32-bit integer, little-endian. */
+static void buf_u32(pyprof_buf *b, uint32_t v) {
+  unsigned char le[4] = {(unsigned char)v, (unsigned char)(v >> 8),
+                         (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+  buf_put(b, le, sizeof le);
+}
+
+/* Appends a 64-bit integer, little-endian. */
+static void buf_u64(pyprof_buf *b, uint64_t v) {
+  unsigned char le[8];
+  for (int i = 0; i < 8; i++) le[i] = (unsigned char)(v >> (8 * i));
+  buf_put(b, le, sizeof le);
+}
+
+/* Writes a length or count as marshal's signed 32-bit field; a value that
+ * does not fit cannot be marshalled at all, which fails the buffer. */
+static void buf_len32(pyprof_buf *b, size_t n) {
+  if (n > INT32_MAX) {
+    b->oom = 1;
+    return;
+  }
+  buf_u32(b, (uint32_t)n);
+}
+
+/* Starts a dict: write key, value pairs, then pyprof_m_dict_end(). */
+void pyprof_m_dict_begin(pyprof_buf *b) { buf_byte(b, M_DICT); }
+
+/* Ends a dict. */
+void pyprof_m_dict_end(pyprof_buf *b) { buf_byte(b, M_NULL); }
+
+/* Starts a tuple of `n` items; the caller writes exactly `n` objects. */
+void pyprof_m_tuple(pyprof_buf *b, uint32_t n) {
+  if (n < 256) {
+    buf_byte(b, M_SMALL_TUPLE);
+    buf_byte(b, (unsigned char)n);
+  } else {
+    buf_byte(b, M_TUPLE);
+    buf_len32(b, n);
+  }
+}
+
+/* ---- strings ------------------------------------------------------------ */
+
+/* Length of the well-formed UTF-8 sequence at s[0..n), or 0 if there is
+ * none. Well-formed means what Python's UTF-8 decoder with the
+ * "surrogatepass" handler accepts (marshal.loads decodes that way): no
+ * overlong forms, nothing above U+10FFFF, but encoded surrogates
+ * (ED A0..BF xx) are allowed. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n) {
+  unsigned char c = s[0];
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the 2nd byte */
+  if (c < 0x80) return 1;
+  if (c < 0xC2) return 0;
+  if (c < 0xE0) len = 2;
+  else if (c < 0xF0) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;
+  } else if (c < 0xF5) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else return 0;
+  if (n < len || s[1] < lo || s[1] > hi) return 0;
+  for (size_t i = 2; i < len; i++)
+    if ((s[i] & 0xC0) != 0x80) return 0;
+  return len;
+}
+
+/* Number of bytes `s` takes once each byte that is not part of a
+ * well-formed sequence is replaced by a 3-byte escape (see str_escaped). */
+static size_t utf8_fixed_len(const unsigned char *s, size_t n) {
+  size_t out = 0;
+  for (size_t i = 0; i < n;) {
+    size_t k = utf8_seq_len(s + i, n - i);
+    out += k ? k : 3;
+    i += k ? k : 1;
+  }
+  return out;
+}
+
+/* Copies `s` to the buffer, replacing each stray byte B (>= 0x80) by the
+ * UTF-8 ("surrogatepass") encoding of U+DC00+B. That is how Python's
+ * "surrogateescape" represents undecodable bytes, so a file name that is
+ * not UTF-8 loads as the same str os.fsdecode() would give, and one bad
+ * name never makes the whole file unreadable. */
+static void str_escaped(pyprof_buf *b, const unsigned char *s, size_t n) {
+  for (size_t i = 0; i < n;) {
+    size_t k = utf8_seq_len(s + i, n - i);
+    if (k) {
+      buf_put(b, s + i, k);
+      i += k;
+      continue;
+    }
+    unsigned cp = 0xDC00u + s[i++];
+    unsigned char esc[3] = {(unsigned char)(0xE0 | (cp >> 12)),
+                            (unsigned char)(0x80 | ((cp >> 6) & 0x3F)),
+                            (unsigned char)(0x80 | (cp & 0x3F))};
+    buf_put(b, esc, sizeof esc);
+  }
+}
+
+/* Writes a str from `n` bytes of UTF-8 (embedded NULs are allowed).
+ * Invalid UTF-8 is escaped as described at str_escaped(). */
+void pyprof_m_str(pyprof_buf *b, const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t out = utf8_fixed_len(u, n);
+  buf_byte(b, M_UNICODE);
+  buf_len32(b, out);
+  if (out == n) buf_put(b, u, n);
+  else str_escaped(b, u, n);
+}
+
+/* ---- numbers ------------------------------------------------------------ */
+
+/* Writes an int: 'i' when it fits in 32 bits (as CPython does), else a
+ * marshalled long of 15-bit digits. */
+void pyprof_m_int(pyprof_buf *b, int64_t v) {
+  if (v >= INT32_MIN && v <= INT32_MAX) {
+    buf_byte(b, M_INT);
+    buf_u32(b, (uint32_t)(int32_t)v);
+    return;
+  }
+  uint64_t mag = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  unsigned char digits[2 * 5]; /* 64 bits need at most 5 digits */
+  int32_t nd = 0;
+  while (mag) {
+    unsigned d = (unsigned)(mag & M_LONG_MASK);
+    digits[2 * nd] = (unsigned char)d;
+    digits[2 * nd + 1] = (unsigned char)(d >> 8);
+    nd++;
+    mag >>= M_LONG_SHIFT;
+  }
+  buf_byte(b, M_LONG);
+  buf_u32(b, (uint32_t)(v < 0 ? -nd : nd));
+  buf_put(b, digits, 2 * (size_t)nd);
+}
+
+/* Writes a float as 8 bytes of IEEE 754 binary64, little-endian. */
+void pyprof_m_float(pyprof_buf *b, double v) {
+  uint64_t bits;
+  _Static_assert(sizeof bits == sizeof v, "double must be 64 bits");
+  memcpy(&bits, &v, sizeof bits);
+  buf_byte(b, M_BINARY_FLOAT);
+  buf_u64(b, bits);
+}
+
+/* Writes None. */
+void pyprof_m_none(pyprof_buf *b) { buf_byte(b, M_NONE); }

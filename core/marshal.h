@@ -1,0 +1,33 @@
+/*
+ * marshal.h -- a writer for the subset of CPython's marshal format that a
+ * pstats file needs: dict, tuple, str, int, float.
+ *
+ * Output goes to a growable memory buffer. Failures are sticky: after an
+ * allocation failure every call is a no-op and `oom` stays set, so callers
+ * check once at the end. Not async-signal-safe (uses malloc/realloc).
+ */
+#ifndef PYPROF_MARSHAL_H
+#define PYPROF_MARSHAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pyprof_buf {
+  unsigned char *data; /* bytes written so far (owned) */
+  size_t len;          /* bytes used */
+  size_t cap;          /* bytes allocated */
+  int oom;             /* set once an allocation failed */
+} pyprof_buf;
+
+void pyprof_buf_init(pyprof_buf *b);
+void pyprof_buf_free(pyprof_buf *b);
+
+void pyprof_m_dict_begin(pyprof_buf *b);            /* '{' ... */
+void pyprof_m_dict_end(pyprof_buf *b);              /* ... '0' */
+void pyprof_m_tuple(pyprof_buf *b, uint32_t n);     /* then n items */
+void pyprof_m_str(pyprof_buf *b, const char *s, size_t n); /* UTF-8 */
+void pyprof_m_int(pyprof_buf *b, int64_t v);        /* Python int */
+void pyprof_m_float(pyprof_buf *b, double v);       /* Python float */
+void pyprof_m_none(pyprof_buf *b);
+
+#endif

@@ -1,0 +1,562 @@
+/*
+ * prof.c -- function registry, per-thread aggregation, snapshots.
+ *
+ * The reader/writer protocol between a thread (the only writer of its
+ * pyprof_thread) and a snapshot taker (any thread, no GIL needed):
+ *
+ *   writer, per event:  seq++ (odd); [compiler barrier]
+ *                       if (park) { seq++; wait while park; seq++ }
+ *                       mutate; [compiler barrier]; seq++ (even)
+ *   reader:             park = 1; membarrier(); wait while seq is odd;
+ *                       copy; park = 0
+ *
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) runs a full memory barrier
+ * on every CPU running a thread of this process. After it, a writer that
+ * had begun an event has its odd `seq` visible, and a writer that begins
+ * one later sees `park` and waits: so once `seq` reads even, no mutation
+ * is under way or can start, and the tables (including arrays a realloc
+ * could free) are safe to copy. The writer pays two plain stores and one
+ * load per event and never a fence. Without membarrier, snapshots of other
+ * threads are only safe when they cannot run events (GIL held).
+ */
+#include "prof.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ---- registry ------------------------------------------------------------ */
+
+/* Registry of functions by label. Append-only; `funcs` is reallocated
+ * under `reg_lock`, and readers index it through pyprof_func_get() which
+ * reads a published pointer to a chunk that never moves. */
+#define REG_CHUNK_BITS 12
+#define REG_CHUNK (1u << REG_CHUNK_BITS)
+#define REG_MAX_CHUNKS 4096 /* 16M functions */
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pyprof_func *reg_chunks[REG_MAX_CHUNKS]; /* fixed-size chunks */
+static volatile uint32_t reg_count;             /* published count */
+static uint32_t *reg_index;                     /* label hash -> fid+1 */
+static uint32_t reg_index_mask;
+
+static uint64_t label_hash(const char *file, int line, const char *name) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (const char *p = file; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  h = (h ^ (uint64_t)(unsigned)line) * 1099511628211ull;
+  for (const char *p = name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+  return h;
+}
+
+static pyprof_func *reg_at(uint32_t fid) {
+  return &reg_chunks[fid >> REG_CHUNK_BITS][fid & (REG_CHUNK - 1)];
+}
+
+/* Doubles the label index. Called with reg_lock held. */
+static int reg_grow_index(void) {
+  uint32_t nmask = reg_index_mask ? reg_index_mask * 2 + 1 : 1023;
+  uint32_t *ni = calloc((size_t)nmask + 1, sizeof *ni);
+  if (!ni) return -1;
+  for (uint32_t f = 0; f < reg_count; f++) {
+    pyprof_func *fn = reg_at(f);
+    uint32_t i = (uint32_t)label_hash(fn->file, fn->line, fn->name) & nmask;
+    while (ni[i]) i = (i + 1) & nmask;
+    ni[i] = f + 1;
+  }
+  free(reg_index);
+  reg_index = ni;
+  reg_index_mask = nmask;
+  return 0;
+}
+
+pyprof_fid pyprof_func_register(const char *file, int line, const char *name) {
+  pyprof_fid fid = PYPROF_FID_NONE;
+  pthread_mutex_lock(&reg_lock);
+  if ((reg_count + 1) * 2 > reg_index_mask && reg_grow_index() < 0) goto out;
+  uint32_t i = (uint32_t)label_hash(file, line, name) & reg_index_mask;
+  for (; reg_index[i]; i = (i + 1) & reg_index_mask) {
+    pyprof_func *fn = reg_at(reg_index[i] - 1);
+    if (fn->line == line && strcmp(fn->name, name) == 0 &&
+        strcmp(fn->file, file) == 0) {
+      fid = reg_index[i] - 1;
+      goto out;
+    }
+  }
+  uint32_t n = reg_count, chunk = n >> REG_CHUNK_BITS;
+  if (chunk >= REG_MAX_CHUNKS) goto out;
+  if (!reg_chunks[chunk] &&
+      !(reg_chunks[chunk] = calloc(REG_CHUNK, sizeof(pyprof_func))))
+    goto out;
+  char *f = strdup(file), *nm = strdup(name);
+  if (!f || !nm) {
+    free(f);
+    free(nm);
+    goto out;
+  }
+  pyprof_func *fn = reg_at(n);
+  fn->file = f;
+  fn->name = nm;
+  fn->line = line;
+  reg_index[i] = n + 1;
+  __atomic_store_n(&reg_count, n + 1, __ATOMIC_RELEASE); /* publish */
+  fid = n;
+out:
+  pthread_mutex_unlock(&reg_lock);
+  return fid;
+}
+
+uint32_t pyprof_func_count(void) {
+  return __atomic_load_n(&reg_count, __ATOMIC_ACQUIRE);
+}
+
+const pyprof_func *pyprof_func_get(pyprof_fid fid) {
+  if (fid >= pyprof_func_count()) return NULL;
+  return reg_at(fid);
+}
+
+/* ---- threads ------------------------------------------------------------- */
+
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static pyprof_thread *threads_head; /* all threads, newest first */
+
+#define INIT_SLOTS 256u
+#define INIT_EDGES 256u
+#define INIT_STACK 64u
+
+pyprof_thread *pyprof_thread_new(uint64_t tid) {
+  pyprof_thread *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->slots = calloc(INIT_SLOTS, sizeof *t->slots);
+  pyprof_vclock_start(&t->clock, pyprof_clock_read());
+  t->edge_heads = calloc(INIT_EDGES, sizeof *t->edge_heads);
+  t->stack = malloc(INIT_STACK * sizeof *t->stack);
+  if (!t->slots || !t->edge_heads || !t->stack) {
+    free(t->slots);
+    free(t->edge_heads);
+    free(t->stack);
+    free(t);
+    return NULL;
+  }
+  t->slot_mask = INIT_SLOTS - 1;
+  t->edge_mask = INIT_EDGES - 1;
+  t->stack_cap = INIT_STACK;
+  t->tid = tid;
+  pthread_mutex_lock(&threads_lock);
+  t->next = threads_head;
+  threads_head = t;
+  pthread_mutex_unlock(&threads_lock);
+  return t;
+}
+
+void pyprof_thread_retire(pyprof_thread *t) { t->retired = 1; }
+
+/* Writer side: wait while a reader copies this thread's data. Entered
+ * with an odd `seq`; shows an even one while waiting. */
+void pyprof__park(pyprof_thread *t) {
+  __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_RELEASE);
+  while (__atomic_load_n(&t->park, __ATOMIC_ACQUIRE)) sched_yield();
+  __atomic_store_n(&t->seq, t->seq + 1, __ATOMIC_SEQ_CST);
+}
+
+static int membarrier_ok;
+
+int pyprof_snapshot_init(void) {
+  membarrier_ok =
+      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  return membarrier_ok ? 0 : -1;
+}
+
+/* ---- per-thread tables --------------------------------------------------- */
+
+/* Doubles the slot table of `t`. Called inside a write section. */
+static int grow_slots(pyprof_thread *t) {
+  uint32_t nmask = t->slot_mask * 2 + 1;
+  pyprof_slot *ns = calloc((size_t)nmask + 1, sizeof *ns);
+  if (!ns) return -1;
+  for (uint32_t j = 0; j <= t->slot_mask; j++) {
+    if (!t->slots[j].key) continue;
+    uint32_t i = pyprof__hash_ptr(t->slots[j].key) & nmask;
+    while (ns[i].key) i = (i + 1) & nmask;
+    ns[i] = t->slots[j];
+  }
+  free(t->slots);
+  t->slots = ns;
+  t->slot_mask = nmask;
+  return 0;
+}
+
+/* The entry of `fid` in `t`, created if needed; index, or -1 on OOM.
+ * Called inside a write section. */
+static int64_t entry_for_fid(pyprof_thread *t, pyprof_fid fid) {
+  if (fid >= t->fid_cap) {
+    uint32_t ncap = t->fid_cap ? t->fid_cap : 256;
+    while (ncap <= fid) ncap *= 2;
+    uint32_t *nf = realloc(t->fid_entry, ncap * sizeof *nf);
+    if (!nf) return -1;
+    memset(nf + t->fid_cap, 0, (ncap - t->fid_cap) * sizeof *nf);
+    t->fid_entry = nf;
+    t->fid_cap = ncap;
+  }
+  if (t->fid_entry[fid]) return t->fid_entry[fid] - 1;
+  if (t->nentries == t->entries_cap) {
+    uint32_t ncap = t->entries_cap ? t->entries_cap * 2 : 128;
+    pyprof_entry *ne = realloc(t->entries, ncap * sizeof *ne);
+    if (!ne) return -1;
+    t->entries = ne;
+    t->entries_cap = ncap;
+  }
+  pyprof_entry *e = &t->entries[t->nentries];
+  memset(e, 0, sizeof *e);
+  e->fid = fid;
+  t->fid_entry[fid] = ++t->nentries;
+  return t->nentries - 1;
+}
+
+pyprof_entry *pyprof_insert(pyprof_thread *t, const void *key,
+                            pyprof_fid fid) {
+  pyprof_entry *res = NULL;
+  pyprof_write_begin(t);
+  if ((t->nslots_used + 1) * 2 > t->slot_mask && grow_slots(t) < 0) goto out;
+  int64_t idx = entry_for_fid(t, fid);
+  if (idx < 0) goto out;
+  uint32_t i = pyprof__hash_ptr(key) & t->slot_mask;
+  while (t->slots[i].key && t->slots[i].key != key) i = (i + 1) & t->slot_mask;
+  if (!t->slots[i].key) t->nslots_used++;
+  t->slots[i].key = key;
+  t->slots[i].entry = (uint32_t)idx;
+  res = &t->entries[idx];
+out:
+  if (!res) t->dropped++;
+  pyprof_write_end(t);
+  return res;
+}
+
+static uint32_t edge_hash(uint32_t caller, uint32_t callee) {
+  return (uint32_t)((((uint64_t)caller << 32) | callee) * 0x9E3779B97F4A7C15ull >> 32);
+}
+
+/* Doubles the edge chains. Called inside a write section. */
+static int grow_edge_heads(pyprof_thread *t) {
+  uint32_t nmask = t->edge_mask * 2 + 1;
+  uint32_t *nh = calloc((size_t)nmask + 1, sizeof *nh);
+  if (!nh) return -1;
+  for (uint32_t k = 0; k < t->nedges; k++) {
+    pyprof_edge *g = &t->edges[k];
+    uint32_t h = edge_hash(g->caller, g->callee) & nmask;
+    g->next = nh[h];
+    nh[h] = k + 1;
+  }
+  free(t->edge_heads);
+  t->edge_heads = nh;
+  t->edge_mask = nmask;
+  return 0;
+}
+
+/* Finds or creates the edge caller->callee; returns index+1, 0 on OOM. */
+static uint32_t edge_get(pyprof_thread *t, uint32_t caller, uint32_t callee) {
+  pyprof_entry *ce = &t->entries[callee];
+  if (ce->last_edge && t->edges[ce->last_edge - 1].caller == caller)
+    return ce->last_edge;
+  uint32_t h = edge_hash(caller, callee) & t->edge_mask;
+  for (uint32_t k = t->edge_heads[h]; k; k = t->edges[k - 1].next) {
+    if (t->edges[k - 1].caller == caller && t->edges[k - 1].callee == callee)
+      return ce->last_edge = k;
+  }
+  if (t->nedges >= t->edge_mask && grow_edge_heads(t) < 0) return 0;
+  if (t->nedges == t->edges_cap) {
+    uint32_t ncap = t->edges_cap ? t->edges_cap * 2 : 256;
+    pyprof_edge *ne = realloc(t->edges, ncap * sizeof *ne);
+    if (!ne) return 0;
+    t->edges = ne;
+    t->edges_cap = ncap;
+  }
+  pyprof_edge *g = &t->edges[t->nedges];
+  memset(g, 0, sizeof *g);
+  g->caller = caller;
+  g->callee = callee;
+  h = edge_hash(caller, callee) & t->edge_mask;
+  g->next = t->edge_heads[h];
+  t->edge_heads[h] = ++t->nedges;
+  return ce->last_edge = t->nedges;
+}
+
+/* ---- enter / leave ------------------------------------------------------- */
+
+void pyprof_enter(pyprof_thread *t, pyprof_entry *e, uint64_t now) {
+  pyprof_write_begin(t);
+  if (t->depth == t->stack_cap || t->overflow) {
+    pyprof_frame *ns = t->overflow ? NULL
+        : realloc(t->stack, (size_t)t->stack_cap * 2 * sizeof *ns);
+    if (!ns) {
+      t->overflow++; /* keep leaves balanced; count the loss */
+      t->dropped++;
+      goto out;
+    }
+    t->stack = ns;
+    t->stack_cap *= 2;
+  }
+  uint32_t idx = (uint32_t)(e - t->entries);
+  pyprof_frame *f = &t->stack[t->depth];
+  f->entry = idx;
+  f->edge = 0;
+  f->t0 = now;
+  f->subt = 0;
+  e->depth++;
+  if (t->depth > 0) {
+    uint32_t k = edge_get(t, t->stack[t->depth - 1].entry, idx);
+    if (k) t->edges[k - 1].depth++;
+    else t->dropped++;
+    f->edge = k;
+  }
+  t->depth++;
+out:
+  pyprof_write_end(t);
+}
+
+void pyprof_enter_lost(pyprof_thread *t) {
+  pyprof_write_begin(t);
+  t->overflow++;
+  t->dropped++;
+  pyprof_write_end(t);
+}
+
+/* Completes the activation `f` at `now` on the tables of `t` (shared by
+ * leave and by snapshots, which run it on a copy). `parent` is the frame
+ * below it or NULL. */
+static void complete(pyprof_entry *entries, pyprof_edge *edges,
+                     const pyprof_frame *f, pyprof_frame *parent,
+                     uint64_t now) {
+  uint64_t tt = now > f->t0 ? now - f->t0 : 0;
+  uint64_t it = tt > f->subt ? tt - f->subt : 0;
+  if (parent) parent->subt += tt;
+  pyprof_entry *e = &entries[f->entry];
+  if (--e->depth == 0) e->tt += tt;
+  else e->rcalls++;
+  e->it += it;
+  e->calls++;
+  if (f->edge) {
+    pyprof_edge *g = &edges[f->edge - 1];
+    if (--g->depth == 0) g->tt += tt;
+    else g->rcalls++;
+    g->it += it;
+    g->calls++;
+  }
+}
+
+void pyprof_leave(pyprof_thread *t, uint64_t now) {
+  pyprof_write_begin(t);
+  if (t->overflow) t->overflow--;
+  else if (t->depth) {
+    t->depth--;
+    complete(t->entries, t->edges, &t->stack[t->depth],
+             t->depth ? &t->stack[t->depth - 1] : NULL, now);
+  }
+  pyprof_write_end(t);
+}
+
+uint32_t pyprof_stack_depth(const pyprof_thread *t) { return t->depth; }
+
+pyprof_fid pyprof_stack_fid(const pyprof_thread *t, uint32_t i) {
+  if (i >= t->depth) return PYPROF_FID_NONE;
+  return t->entries[t->stack[t->depth - 1 - i].entry].fid;
+}
+
+uint64_t pyprof_thread_dropped(const pyprof_thread *t) { return t->dropped; }
+
+/* ---- snapshots ----------------------------------------------------------- */
+
+/* A private copy of one thread's tables. */
+typedef struct tcopy {
+  pyprof_entry *entries;
+  uint32_t nentries;
+  pyprof_edge *edges;
+  uint32_t nedges;
+  pyprof_frame *stack;
+  uint32_t depth;
+  uint64_t dropped;
+  pyprof_vclock clock;
+} tcopy;
+
+static void tcopy_free(tcopy *c) {
+  free(c->entries);
+  free(c->edges);
+  free(c->stack);
+  memset(c, 0, sizeof *c);
+}
+
+/* Copies the tables of `t`; the owner is parked, idle, or is the caller. */
+__attribute__((no_sanitize("thread")))
+static int copy_thread(const pyprof_thread *t, tcopy *c) {
+  c->nentries = t->nentries;
+  c->nedges = t->nedges;
+  c->depth = t->depth;
+  c->dropped = t->dropped;
+  c->clock = t->clock;
+  c->entries = malloc((c->nentries + 1) * sizeof *c->entries);
+  c->edges = malloc((c->nedges + 1) * sizeof *c->edges);
+  c->stack = malloc((c->depth + 1) * sizeof *c->stack);
+  if (!c->entries || !c->edges || !c->stack) return -1;
+  memcpy(c->entries, t->entries, c->nentries * sizeof *c->entries);
+  memcpy(c->edges, t->edges, c->nedges * sizeof *c->edges);
+  memcpy(c->stack, t->stack, c->depth * sizeof *c->stack);
+  return 0;
+}
+
+/* Takes a consistent copy of another thread's tables (protocol above):
+ * the caller has set `park` and issued the barrier. */
+static int snapshot_thread(pyprof_thread *t, pyprof_thread *self, tcopy *c) {
+  if (t == self) return copy_thread(t, c);
+  while (__atomic_load_n(&t->seq, __ATOMIC_ACQUIRE) & 1) sched_yield();
+  int rc = copy_thread(t, c);
+  __atomic_store_n(&t->park, 0, __ATOMIC_RELEASE);
+  return rc;
+}
+
+/* Pending merge rows, indexed by fid. */
+typedef struct acc {
+  pyprof_row *rows;      /* by fid */
+  uint32_t nfuncs;
+  pyprof_edge_row *edges;
+  size_t nedges, cap;
+} acc;
+
+static int acc_add_thread(acc *a, tcopy *c, uint64_t now) {
+  /* Count activations still on the stack as returning at `now`. */
+  for (uint32_t d = c->depth; d-- > 0;)
+    complete(c->entries, c->edges, &c->stack[d], d ? &c->stack[d - 1] : NULL,
+             now);
+  for (uint32_t i = 0; i < c->nentries; i++) {
+    const pyprof_entry *e = &c->entries[i];
+    if (e->fid >= a->nfuncs || e->calls == 0) continue;
+    pyprof_row *r = &a->rows[e->fid];
+    r->nc += e->calls;
+    r->cc += e->calls - e->rcalls;
+    r->tt += e->it;
+    r->ct += e->tt;
+  }
+  for (uint32_t k = 0; k < c->nedges; k++) {
+    const pyprof_edge *g = &c->edges[k];
+    if (g->calls == 0) continue;
+    if (a->nedges == a->cap) {
+      size_t ncap = a->cap ? a->cap * 2 : 1024;
+      pyprof_edge_row *ne = realloc(a->edges, ncap * sizeof *ne);
+      if (!ne) return -1;
+      a->edges = ne;
+      a->cap = ncap;
+    }
+    pyprof_edge_row *r = &a->edges[a->nedges++];
+    r->caller = c->entries[g->caller].fid;
+    r->callee = c->entries[g->callee].fid;
+    r->nc = g->calls;
+    r->cc = g->calls - g->rcalls;
+    r->tt = g->it;
+    r->ct = g->tt;
+  }
+  return 0;
+}
+
+static int edge_cmp(const void *x, const void *y) {
+  const pyprof_edge_row *a = x, *b = y;
+  if (a->callee != b->callee) return a->callee < b->callee ? -1 : 1;
+  if (a->caller != b->caller) return a->caller < b->caller ? -1 : 1;
+  return 0;
+}
+
+/* Sorts edges and sums duplicates (the same pair seen by several threads). */
+static void merge_edges(acc *a) {
+  if (a->nedges == 0) return;
+  qsort(a->edges, a->nedges, sizeof *a->edges, edge_cmp);
+  size_t w = 0;
+  for (size_t r = 1; r < a->nedges; r++) {
+    pyprof_edge_row *d = &a->edges[w], *s = &a->edges[r];
+    if (s->caller == d->caller && s->callee == d->callee) {
+      d->nc += s->nc;
+      d->cc += s->cc;
+      d->tt += s->tt;
+      d->ct += s->ct;
+    } else {
+      a->edges[++w] = *s;
+    }
+  }
+  a->nedges = w + 1;
+}
+
+int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
+                         uint64_t raw_now) {
+  memset(s, 0, sizeof *s);
+  acc a = {0};
+  a.nfuncs = pyprof_func_count();
+  a.rows = calloc((size_t)a.nfuncs + 1, sizeof *a.rows);
+  if (!a.rows) return -1;
+  int rc = 0;
+  pthread_mutex_lock(&threads_lock);
+  for (pyprof_thread *t = threads_head; t; t = t->next)
+    if (t != self) __atomic_store_n(&t->park, 1, __ATOMIC_SEQ_CST);
+  if (membarrier_ok)
+    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  for (pyprof_thread *t = threads_head; t; t = t->next) {
+    tcopy c = {0};
+    if (rc < 0) { /* release the remaining threads */
+      __atomic_store_n(&t->park, 0, __ATOMIC_RELEASE);
+      continue;
+    }
+    if (snapshot_thread(t, self, &c) < 0) rc = -1;
+    else {
+      uint64_t now = pyprof_vclock_peek(&c.clock, raw_now);
+      if (acc_add_thread(&a, &c, now) < 0) rc = -1;
+      s->dropped += c.dropped;
+      if (c.nentries) s->nthreads++;
+    }
+    tcopy_free(&c);
+  }
+  pthread_mutex_unlock(&threads_lock);
+  if (rc < 0) {
+    free(a.rows);
+    free(a.edges);
+    return -1;
+  }
+  merge_edges(&a);
+  /* Compact rows to the functions that were called. */
+  size_t w = 0;
+  for (uint32_t f = 0; f < a.nfuncs; f++) {
+    if (a.rows[f].nc == 0) continue;
+    a.rows[w] = a.rows[f];
+    a.rows[w].fid = f;
+    w++;
+  }
+  s->rows = a.rows;
+  s->nrows = w;
+  s->edges = a.edges;
+  s->nedges = a.nedges;
+  return 0;
+}
+
+void pyprof_snapshot_free(pyprof_snapshot *s) {
+  free(s->rows);
+  free(s->edges);
+  memset(s, 0, sizeof *s);
+}
+
+void pyprof_reset_all(void) {
+  pthread_mutex_lock(&threads_lock);
+  for (pyprof_thread *t = threads_head; t; t = t->next) {
+    for (uint32_t i = 0; i < t->nentries; i++) {
+      pyprof_entry *e = &t->entries[i];
+      e->calls = e->rcalls = e->tt = e->it = 0;
+      e->depth = 0;
+    }
+    for (uint32_t k = 0; k < t->nedges; k++) {
+      pyprof_edge *g = &t->edges[k];
+      g->calls = g->rcalls = g->tt = g->it = 0;
+      g->depth = 0;
+    }
+    t->depth = 0;
+    t->overflow = 0;
+  }
+  pthread_mutex_unlock(&threads_lock);
+}

@@ -1,0 +1,231 @@
+/*
+ * prof.h -- the profiling engine: function registry, per-thread shadow
+ * stacks and aggregation, snapshots.
+ *
+ * Interpreter-independent: callers turn interpreter events into
+ * pyprof_enter()/pyprof_leave() with a timestamp in timer ticks.
+ *
+ * Rules of this module
+ * - A pyprof_thread is written only by its owning thread (the "writer").
+ *   Each mutation is bracketed by a sequence counter (odd while writing).
+ *   A reader (the dumper, any thread) asks the writer to park with
+ *   pyprof_thread_pause() and copies the tables while the counter is even
+ *   and unchanged; see prof.c for the protocol. No atomics or locks on the
+ *   hot path, only ordered plain stores (x86-TSO; release/acquire elsewhere).
+ * - The function registry is global and append-only; registration takes a
+ *   mutex (first sight only). Names are immutable C strings once published.
+ * - Accounting follows CPython's Modules/_lsprof.c: per activation the
+ *   callee's inline time excludes sub-calls; cumulative time is added only
+ *   when the outermost activation of a function (and of a caller->callee
+ *   edge) returns; a return of an inner activation counts as a recursive
+ *   call.
+ */
+#ifndef PYPROF_PROF_H
+#define PYPROF_PROF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+
+typedef uint32_t pyprof_fid; /* dense index into the function registry */
+#define PYPROF_FID_NONE UINT32_MAX
+
+/* A function as pstats names it: (file, line, name). Built-ins use
+ * file "~", line 0 and a name like "<built-in method builtins.len>". */
+typedef struct pyprof_func {
+  const char *file; /* owned by the registry */
+  const char *name; /* owned by the registry */
+  int line;         /* first line number, 0 for built-ins */
+} pyprof_func;
+
+/* Registers a function by its label and returns its id. Two calls with the
+ * same label return the same id (labels are the identity pstats uses).
+ * Thread-safe; allocates; not async-signal-safe. Returns PYPROF_FID_NONE
+ * when out of memory. */
+pyprof_fid pyprof_func_register(const char *file, int line, const char *name);
+
+/* Number of registered functions, and one of them (NULL if out of range).
+ * Readable from any thread; the returned data never changes. */
+uint32_t pyprof_func_count(void);
+const pyprof_func *pyprof_func_get(pyprof_fid fid);
+
+/* Per-thread statistics of one function (an "entry", as in _lsprof.c). */
+typedef struct pyprof_entry {
+  pyprof_fid fid;       /* registry id */
+  uint32_t depth;       /* activations currently on this thread's stack */
+  uint64_t calls;       /* completed activations */
+  uint64_t rcalls;      /* of which were not outermost (recursive) */
+  uint64_t tt;          /* total (cumulative) ticks, outermost only */
+  uint64_t it;          /* inline ticks: own time, not in sub-calls */
+  uint32_t last_edge;   /* hot-path cache: index+1 of last caller edge */
+} pyprof_entry;
+
+/* A slot of a thread's lookup table: an interpreter key (code object,
+ * C function identity) to the entry of its function. Several keys may
+ * share an entry when they have one label. */
+typedef struct pyprof_slot {
+  const void *key;      /* NULL = empty */
+  uint32_t entry;       /* index into entries */
+} pyprof_slot;
+
+/* Per-thread statistics of a caller->callee pair ("sub-entry"). */
+typedef struct pyprof_edge {
+  uint32_t caller;      /* index of the caller's entry in the thread */
+  uint32_t callee;      /* index of the callee's entry in the thread */
+  uint32_t depth;       /* activations of this edge on the stack */
+  uint32_t next;        /* hash chain (edge index + 1, 0 = end) */
+  uint64_t calls, rcalls, tt, it;
+} pyprof_edge;
+
+/* One activation on a thread's shadow stack. */
+typedef struct pyprof_frame {
+  uint32_t entry;       /* index of the function's entry */
+  uint32_t edge;        /* index+1 of the caller->callee edge, 0 if none */
+  uint64_t t0;          /* virtual ticks at entry */
+  uint64_t subt;        /* ticks spent in completed sub-calls */
+} pyprof_frame;
+
+/* Everything the profiler knows about one OS thread. Written only by that
+ * thread (see the rules at the top); read by snapshots under `seq`. */
+typedef struct pyprof_thread {
+  volatile uint32_t seq;  /* odd while the owner mutates; see prof.c */
+  volatile int park;      /* a reader asks the owner to wait (see park) */
+  uint32_t overflow;      /* pushes that found no room: leaves to ignore */
+  uint32_t depth;         /* activations on the stack */
+  uint32_t stack_cap;
+  pyprof_frame *stack;
+
+  pyprof_entry *entries;  /* per-function statistics, dense */
+  uint32_t nentries, entries_cap;
+  pyprof_slot *slots;     /* open addressing by key hash */
+  uint32_t nslots_used;
+  uint32_t slot_mask;     /* number of slots - 1 (power of two) */
+  uint32_t *fid_entry;    /* registry id -> entry index+1 (0 = none) */
+  uint32_t fid_cap;
+
+  pyprof_edge *edges;     /* caller->callee statistics, dense */
+  uint32_t nedges, edges_cap;
+  uint32_t *edge_heads;   /* chains by hash of (caller, callee) */
+  uint32_t edge_mask;
+
+  uint64_t dropped;       /* events lost to allocation failure */
+  uint64_t tid;           /* OS thread id, for display */
+  int retired;            /* the OS thread has ended */
+  struct pyprof_thread *next; /* global list (prof.c's lock) */
+  pyprof_vclock clock;    /* this thread's virtual clock (clock.h) */
+} pyprof_thread;
+
+/* Creates the state of one OS thread. `tid` is only used for display.
+ * Allocates; not async-signal-safe. Returns NULL when out of memory. The
+ * thread is linked into the global list that dumps walk. */
+pyprof_thread *pyprof_thread_new(uint64_t tid);
+
+/* Marks a thread as finished: its data stays until the next reset. */
+void pyprof_thread_retire(pyprof_thread *t);
+
+/* Hot path. Finds this thread's entry for `key`, or NULL if the thread has
+ * not seen it yet. O(1) expected; no allocation. */
+static inline uint32_t pyprof__hash_ptr(const void *key) {
+  uint64_t h = (uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15ull;
+  return (uint32_t)(h >> 32);
+}
+
+static inline pyprof_entry *pyprof_lookup(pyprof_thread *t, const void *key) {
+  uint32_t i = pyprof__hash_ptr(key) & t->slot_mask;
+  for (;;) {
+    const pyprof_slot *s = &t->slots[i];
+    if (s->key == key) return &t->entries[s->entry];
+    if (!s->key) return NULL;
+    i = (i + 1) & t->slot_mask;
+  }
+}
+
+/* First sight in this thread: maps `key` (not NULL) to the entry of
+ * registry id `fid`, creating it if needed. Allocates; returns NULL when
+ * out of memory. */
+pyprof_entry *pyprof_insert(pyprof_thread *t, const void *key, pyprof_fid fid);
+
+/* A call of `e` starts at `now` (ticks). */
+void pyprof_enter(pyprof_thread *t, pyprof_entry *e, uint64_t now);
+
+/* A call whose function could not be recorded (out of memory): keeps the
+ * stack balanced so that the matching leave is ignored. */
+void pyprof_enter_lost(pyprof_thread *t);
+
+/* The innermost activation returns at `now`. Ignored on an empty stack
+ * (a return from a frame entered before profiling began). */
+void pyprof_leave(pyprof_thread *t, uint64_t now);
+
+/* Depth of the shadow stack, and the registry id of the activation
+ * `i` levels below the top (0 = innermost); PYPROF_FID_NONE if absent. */
+uint32_t pyprof_stack_depth(const pyprof_thread *t);
+pyprof_fid pyprof_stack_fid(const pyprof_thread *t, uint32_t i);
+
+/* Overflow and allocation failures are counted, never reported on the hot
+ * path; a dump reports them once. */
+uint64_t pyprof_thread_dropped(const pyprof_thread *t);
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+/* Statistics of one function merged over all threads, in pstats terms. */
+typedef struct pyprof_row {
+  pyprof_fid fid;
+  uint64_t nc;  /* all calls */
+  uint64_t cc;  /* primitive (non-recursive) calls */
+  uint64_t tt;  /* own ticks (pstats "tottime") */
+  uint64_t ct;  /* cumulative ticks (pstats "cumtime") */
+} pyprof_row;
+
+/* One caller->callee edge merged over all threads, in pstats terms. */
+typedef struct pyprof_edge_row {
+  pyprof_fid caller, callee;
+  uint64_t nc, cc, tt, ct;
+} pyprof_edge_row;
+
+typedef struct pyprof_snapshot {
+  pyprof_row *rows;            /* sorted by fid; only functions with calls */
+  size_t nrows;
+  pyprof_edge_row *edges;      /* sorted by (callee, caller) */
+  size_t nedges;
+  uint64_t dropped;            /* events lost to allocation failure */
+  uint32_t nthreads;           /* threads that contributed */
+} pyprof_snapshot;
+
+/* Takes a consistent snapshot of every thread. Activations still on a
+ * stack are counted as if they returned at raw time `raw_now` (or, for a
+ * thread whose clock is its own, at its last event), without changing the
+ * live data:
+ * later snapshots report as if this one never happened. The calling
+ * thread's own data (if `self` is not NULL) is read directly.
+ * Allocates; not async-signal-safe. Returns 0, or -1 when out of memory. */
+int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
+                         uint64_t raw_now);
+void pyprof_snapshot_free(pyprof_snapshot *s);
+
+/* Forgets all statistics of every thread (registry is kept). Only safe
+ * when no thread is inside pyprof_enter/leave and stacks are empty. */
+void pyprof_reset_all(void);
+
+/* ---- writer-side pause protocol (used by snapshots) --------------------- */
+
+/* The owner brackets each mutation with these (see prof.c for the
+ * protocol). If a reader asked it to park, it waits before mutating. */
+void pyprof__park(pyprof_thread *t);
+static inline void pyprof_write_begin(pyprof_thread *t) {
+  t->seq++;
+  __atomic_signal_fence(__ATOMIC_SEQ_CST); /* compiler barrier only */
+  if (__builtin_expect(t->park, 0)) pyprof__park(t);
+}
+static inline void pyprof_write_end(pyprof_thread *t) {
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  t->seq++;
+}
+
+/* Prepares cross-thread snapshots (registers for membarrier(2)). Returns 0
+ * when snapshots may be taken while other threads run; -1 when they may
+ * only be taken while no other thread can produce events (e.g. with the
+ * GIL held). Call once at start, and again in a forked child. */
+int pyprof_snapshot_init(void);
+
+#endif

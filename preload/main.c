@@ -1,0 +1,228 @@
+/*
+ * main.c -- the library's life in a process: switch-on, start, dumps.
+ *
+ * Constructor: if the process has no CPython, return at once (no thread,
+ * no handler, no file, no output). Otherwise read PYPROF_* (a bad value:
+ * one `pyprof:` line, stay inert) and add an audit hook, which CPython
+ * keeps across its initialisation.
+ *
+ * Start (GIL held, before user code): at the first `cpython.run_*` audit
+ * event (run_file, run_module, run_command, run_stdin,
+ * run_interactivehook), or right after Py_Initialize()/Py_InitializeEx()
+ * return in a program that embeds Python (interposed below).
+ *
+ * Stop and final dump: from a Python atexit callback registered at start,
+ * so after threading's shutdown and the program's own atexit callbacks;
+ * a C atexit handler covers embedders that exit without Py_Finalize().
+ * Activations still on a stack then are counted as returning at the dump,
+ * as cProfile does when it is disabled.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "dump.h"
+#include "preload.h"
+
+#define PUBLIC __attribute__((visibility("default")))
+
+volatile int pyprof_on; /* collecting; see preload.h */
+
+static pyprof_config cfg;       /* loaded once by the constructor */
+static int usable;              /* CPython present and config valid */
+static int started;             /* start() ran (GIL held when written) */
+static int finished;            /* the final dump ran */
+static unsigned long dump_seq;  /* %n of the next dump */
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* One line on stderr, prefixed "pyprof: ". Not async-signal-safe. */
+static void say(const char *fmt, ...) {
+  char line[PYPROF_PATH_MAX + 256];
+  int n = snprintf(line, sizeof line, "pyprof: ");
+  va_list ap;
+  va_start(ap, fmt);
+  n += vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
+  line[n++] = '\n';
+  ssize_t w = write(2, line, (size_t)n);
+  (void)w;
+}
+
+/* ---- dumps --------------------------------------------------------------- */
+
+/* Writes one .prof of everything so far. Safe without the GIL: reads only
+ * engine data. Serialised by dump_lock. */
+static void dump(void) {
+  pthread_mutex_lock(&dump_lock);
+  pyprof_snapshot s;
+  pyprof_buf b;
+  pyprof_buf_init(&b);
+  if (pyprof_snapshot_take(&s, pyprof_hook_self(), pyprof_clock_read()) < 0) {
+    say("out of memory while taking a snapshot; no profile written");
+    goto out;
+  }
+  double tick = pyprof_clock_tick_seconds();
+  char tick_s[32], bias_s[32], res_s[32], pid_s[24], ver_s[32], thr_s[16],
+      drop_s[24];
+  snprintf(tick_s, sizeof tick_s, "%.17g", tick);
+  snprintf(bias_s, sizeof bias_s, "%.17g", (double)pyprof_clk.bias * tick);
+  snprintf(res_s, sizeof res_s, "%.3g", pyprof_clock_resolution());
+  snprintf(pid_s, sizeof pid_s, "%ld", (long)getpid());
+  snprintf(ver_s, sizeof ver_s, "%d.%d.%d", py.major, py.minor, py.micro);
+  snprintf(thr_s, sizeof thr_s, "%u", s.nthreads);
+  snprintf(drop_s, sizeof drop_s, "%llu", (unsigned long long)s.dropped);
+  const pyprof_meta meta[] = {
+      {"tool", "libpyprof"},
+      {"timer", pyprof_timer_name(pyprof_clk.timer)},
+      {"clock", pyprof_clock_source_name()},
+      {"tick_seconds", tick_s},
+      {"resolution_seconds", res_s},
+      {"bias_seconds", bias_s},
+      {"python", ver_s},
+      {"pid", pid_s},
+      {"threads", thr_s},
+      {"dropped_events", drop_s},
+  };
+  if (pyprof_pstats_encode(&b, &s, tick, meta, sizeof meta / sizeof *meta) <
+      0) {
+    say("out of memory while encoding the profile; no profile written");
+    goto out_snap;
+  }
+  char path[PYPROF_PATH_MAX];
+  if (pyprof_template_expand(cfg.out, (long)getpid(), dump_seq, (long)time(NULL),
+                             path, sizeof path) < 0) {
+    say("output path too long; no profile written");
+    goto out_snap;
+  }
+  dump_seq++;
+  if (pyprof_write_atomic(path, b.data, b.len) < 0)
+    say("cannot write %s: %s", path, strerror(errno));
+  else if (!cfg.quiet)
+    say("wrote %s (%zu functions)", path, s.nrows);
+out_snap:
+  pyprof_snapshot_free(&s);
+out:
+  pyprof_buf_free(&b);
+  pthread_mutex_unlock(&dump_lock);
+}
+
+/* Stops collecting and writes the final profile. GIL held if `gil`. */
+static void finish(int gil) {
+  if (!started || finished) return;
+  finished = 1;
+  pyprof_on = 0;
+  if (gil) pyprof_hook_stop();
+  dump();
+}
+
+/* Python atexit callback (a built-in we register). */
+static PyObject *atexit_cb(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  finish(1);
+  py.Py_IncRef(py.Py_None);
+  return py.Py_None;
+}
+
+static PyMethodDef atexit_def = {"_pyprof_atexit", atexit_cb, PY_METH_NOARGS,
+                                 NULL};
+
+/* Registers atexit_cb with Python's atexit module. GIL held. */
+static int register_atexit(void) {
+  PyObject *fn = py.PyCFunction_NewEx(&atexit_def, NULL, NULL);
+  PyObject *mod = fn ? py.PyImport_ImportModule("atexit") : NULL;
+  PyObject *r = mod ? py.PyObject_CallMethod(mod, "register", "O", fn) : NULL;
+  if (r) py.Py_DecRef(r);
+  if (mod) py.Py_DecRef(mod);
+  if (fn) py.Py_DecRef(fn);
+  if (!r) py.PyErr_Clear();
+  return r ? 0 : -1;
+}
+
+/* C exit(): covers embedders that never call Py_Finalize(). */
+static void c_exit_handler(void) {
+  if (started && !finished) finish(0);
+}
+
+/* ---- start --------------------------------------------------------------- */
+
+/* Starts profiling in this thread and every existing one. GIL held. */
+static void start(void) {
+  if (!usable || started) return;
+  started = 1;
+  PyObject *et, *ev, *tb;
+  py.PyErr_Fetch(&et, &ev, &tb);
+  if (cfg.bias > 0) {
+    double tick = pyprof_clock_tick_seconds();
+    pyprof_clk.bias = (uint64_t)(cfg.bias / tick + 0.5);
+  }
+  pyprof_snapshot_init();
+  if (register_atexit() < 0)
+    say("cannot register an atexit callback; the profile is written at "
+        "process exit");
+  pyprof_on = 1;
+  pyprof_hook_start();
+  py.PyErr_Restore(et, ev, tb);
+}
+
+/* Audit hook: cheap test for the events that mean "user code is next". */
+static int audit_hook(const char *event, PyObject *args, void *data) {
+  (void)args;
+  (void)data;
+  if (!started && event[0] == 'c' && strncmp(event, "cpython.run_", 12) == 0)
+    start();
+  return 0;
+}
+
+/* Embedders: Py_Initialize() is Py_InitializeEx(1). In a program that
+ * defines these itself (a static interpreter) its own definitions win and
+ * these are never called. */
+PUBLIC void Py_InitializeEx(int initsigs) {
+  static void (*real)(int);
+  if (!real) *(void **)&real = dlsym(RTLD_NEXT, "Py_InitializeEx");
+  if (!real) abort(); /* cannot happen: the caller linked libpython */
+  real(initsigs);
+  start();
+}
+
+PUBLIC void Py_Initialize(void) { Py_InitializeEx(1); }
+
+static const char *get_env(const char *name) { return secure_getenv(name); }
+
+extern char **environ;
+
+__attribute__((constructor)) static void pyprof_init(void) {
+  int rc = pyprof_pyapi_load();
+  if (rc == -1) return; /* not a Python process: stay inert */
+  if (rc == -2) {
+    say("unsupported Python %s; not profiling",
+        py.Py_GetVersion ? py.Py_GetVersion() : "?");
+    return;
+  }
+  char cwd[PYPROF_PATH_MAX], err[PYPROF_PATH_MAX + 128];
+  if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, "/tmp");
+  if (pyprof_config_load(&cfg, get_env, environ, cwd, err, sizeof err) < 0) {
+    say("%s; not profiling", err);
+    return;
+  }
+  if (cfg.bias_auto) {
+    say("PYPROF_BIAS=auto is not available yet; give seconds per event; "
+        "not profiling");
+    return;
+  }
+  pyprof_clock_init(cfg.timer);
+  if (py.PySys_AddAuditHook(audit_hook, NULL) != 0) {
+    say("cannot add an audit hook; not profiling");
+    return;
+  }
+  usable = 1;
+  atexit(c_exit_handler);
+}
