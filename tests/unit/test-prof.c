@@ -1,0 +1,340 @@
+/*
+ * test-prof.c -- the engine's accounting, as cProfile's _lsprof.c does it.
+ *
+ * Timestamps are given directly (virtual ticks), so every figure below is
+ * exact.
+ */
+#include <pthread.h>
+#include <sched.h>
+
+#include "prof.h"
+#include "test.h"
+
+/* Keys stand for interpreter objects: any distinct non-NULL pointers. */
+static char K[16];
+#define KEY(i) ((const void *)&K[i])
+
+/* Registers `name` in a fixed file and returns this thread's entry. */
+static pyprof_entry *ent(pyprof_thread *t, int key, const char *name) {
+  pyprof_entry *e = pyprof_lookup(t, KEY(key));
+  if (e) return e;
+  return pyprof_insert(t, KEY(key), pyprof_func_register("t.py", key, name));
+}
+
+static const pyprof_row *row(const pyprof_snapshot *s, const char *name) {
+  for (size_t i = 0; i < s->nrows; i++)
+    if (strcmp(pyprof_func_get(s->rows[i].fid)->name, name) == 0)
+      return &s->rows[i];
+  return NULL;
+}
+
+static const pyprof_edge_row *edge(const pyprof_snapshot *s, const char *a,
+                                   const char *b) {
+  for (size_t i = 0; i < s->nedges; i++)
+    if (strcmp(pyprof_func_get(s->edges[i].caller)->name, a) == 0 &&
+        strcmp(pyprof_func_get(s->edges[i].callee)->name, b) == 0)
+      return &s->edges[i];
+  return NULL;
+}
+
+/* Snapshot of this thread alone at virtual time `now` (the clock is set so
+ * that the raw time given maps to `now`). */
+static int snap(pyprof_snapshot *s, pyprof_thread *t, uint64_t now) {
+  t->clock.vt = now;
+  t->clock.raw_out = 1000;
+  return pyprof_snapshot_take(s, t, 1000);
+}
+
+TEST_IMPL(nested_calls) {
+  pyprof_thread *t = pyprof_thread_new(1);
+  ASSERT(t);
+  pyprof_enter(t, ent(t, 1, "nA"), 0);
+  pyprof_enter(t, ent(t, 2, "nB"), 10);
+  pyprof_leave(t, 30);
+  pyprof_enter(t, ent(t, 2, "nB"), 40);
+  pyprof_leave(t, 45);
+  pyprof_leave(t, 100);
+  pyprof_snapshot s;
+  ASSERT_EQ_I(snap(&s, t, 100), 0);
+  const pyprof_row *a = row(&s, "nA"), *b = row(&s, "nB");
+  ASSERT(a && b);
+  ASSERT_EQ_U(a->nc, 1);
+  ASSERT_EQ_U(a->cc, 1);
+  ASSERT_EQ_U(a->tt, 75); /* 100 - 20 - 5 */
+  ASSERT_EQ_U(a->ct, 100);
+  ASSERT_EQ_U(b->nc, 2);
+  ASSERT_EQ_U(b->tt, 25);
+  ASSERT_EQ_U(b->ct, 25);
+  const pyprof_edge_row *ab = edge(&s, "nA", "nB");
+  ASSERT(ab);
+  ASSERT_EQ_U(ab->nc, 2);
+  ASSERT_EQ_U(ab->cc, 2);
+  ASSERT_EQ_U(ab->ct, 25);
+  ASSERT(edge(&s, "nB", "nA") == NULL);
+  pyprof_snapshot_free(&s);
+  pyprof_thread_retire(t);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
+/* r -> r -> r: three calls, one primitive; cumulative time counted once. */
+TEST_IMPL(direct_recursion) {
+  pyprof_thread *t = pyprof_thread_new(2);
+  pyprof_entry *r = ent(t, 3, "rec");
+  pyprof_enter(t, r, 0);
+  pyprof_enter(t, r, 10);
+  pyprof_enter(t, r, 20);
+  pyprof_leave(t, 30);
+  pyprof_leave(t, 50);
+  pyprof_leave(t, 100);
+  pyprof_snapshot s;
+  ASSERT_EQ_I(snap(&s, t, 100), 0);
+  const pyprof_row *x = row(&s, "rec");
+  ASSERT(x);
+  ASSERT_EQ_U(x->nc, 3);
+  ASSERT_EQ_U(x->cc, 1);
+  ASSERT_EQ_U(x->ct, 100);
+  ASSERT_EQ_U(x->tt, 100); /* all own time, split over activations */
+  const pyprof_edge_row *rr = edge(&s, "rec", "rec");
+  ASSERT(rr);
+  ASSERT_EQ_U(rr->nc, 2);
+  ASSERT_EQ_U(rr->cc, 1); /* the edge recursed once too */
+  ASSERT_EQ_U(rr->ct, 40); /* outermost rec->rec activation: 10..50 */
+  pyprof_snapshot_free(&s);
+  pyprof_thread_retire(t);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
+/* even(2) -> odd(1) -> even(0): each function recursive through the other. */
+TEST_IMPL(mutual_recursion) {
+  pyprof_thread *t = pyprof_thread_new(3);
+  pyprof_entry *ev = ent(t, 4, "even"), *od = ent(t, 5, "odd");
+  pyprof_enter(t, ev, 0);
+  pyprof_enter(t, od, 10);
+  pyprof_enter(t, ev, 20);
+  pyprof_leave(t, 25);
+  pyprof_leave(t, 40);
+  pyprof_leave(t, 60);
+  pyprof_snapshot s;
+  ASSERT_EQ_I(snap(&s, t, 60), 0);
+  const pyprof_row *e = row(&s, "even"), *o = row(&s, "odd");
+  ASSERT_EQ_U(e->nc, 2);
+  ASSERT_EQ_U(e->cc, 1);
+  ASSERT_EQ_U(e->ct, 60);
+  ASSERT_EQ_U(e->tt, 35); /* 0..10 + 40..60 + 20..25 */
+  ASSERT_EQ_U(o->nc, 1);
+  ASSERT_EQ_U(o->cc, 1);
+  ASSERT_EQ_U(o->ct, 30);
+  ASSERT_EQ_U(o->tt, 25);
+  ASSERT_EQ_U(edge(&s, "even", "odd")->nc, 1);
+  ASSERT_EQ_U(edge(&s, "odd", "even")->nc, 1);
+  pyprof_snapshot_free(&s);
+  pyprof_thread_retire(t);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
+/* A return with nothing on the stack (a frame entered before profiling
+ * began) changes nothing. */
+TEST_IMPL(leave_on_empty_stack) {
+  pyprof_thread *t = pyprof_thread_new(4);
+  pyprof_leave(t, 5);
+  pyprof_enter(t, ent(t, 6, "late"), 10);
+  pyprof_leave(t, 20);
+  pyprof_leave(t, 30); /* returns from the frame that started us */
+  pyprof_snapshot s;
+  ASSERT_EQ_I(snap(&s, t, 30), 0);
+  ASSERT_EQ_U(s.nrows, 1);
+  ASSERT_EQ_U(row(&s, "late")->nc, 1);
+  ASSERT_EQ_U(row(&s, "late")->ct, 10);
+  pyprof_snapshot_free(&s);
+  pyprof_thread_retire(t);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
+/* Activations on the stack count as returning at the snapshot, and the
+ * snapshot leaves no trace in later ones. */
+TEST_IMPL(snapshot_of_active_frames) {
+  pyprof_thread *t = pyprof_thread_new(5);
+  pyprof_entry *m = ent(t, 7, "outer"), *w = ent(t, 8, "inner");
+  pyprof_enter(t, m, 0);
+  pyprof_enter(t, w, 10);
+  pyprof_snapshot s;
+  ASSERT_EQ_I(snap(&s, t, 50), 0);
+  ASSERT_EQ_U(row(&s, "outer")->nc, 1);
+  ASSERT_EQ_U(row(&s, "outer")->ct, 50);
+  ASSERT_EQ_U(row(&s, "outer")->tt, 10);
+  ASSERT_EQ_U(row(&s, "inner")->ct, 40);
+  pyprof_snapshot_free(&s);
+  ASSERT_EQ_U(pyprof_stack_depth(t), 2);
+  pyprof_leave(t, 70);
+  pyprof_leave(t, 100);
+  ASSERT_EQ_I(snap(&s, t, 100), 0);
+  ASSERT_EQ_U(row(&s, "outer")->nc, 1);
+  ASSERT_EQ_U(row(&s, "outer")->ct, 100);
+  ASSERT_EQ_U(row(&s, "outer")->tt, 40);
+  ASSERT_EQ_U(row(&s, "inner")->nc, 1);
+  ASSERT_EQ_U(row(&s, "inner")->ct, 60);
+  pyprof_snapshot_free(&s);
+  pyprof_thread_retire(t);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
+/* Two interpreter objects with one label are one function: recursion
+ * through both is still recursion. */
+TEST_IMPL(keys_sharing_a_label) {
+  pyprof_thread *t = pyprof_thread_new(6);
+  pyprof_fid f = pyprof_func_register("<string>", 1, "<module>");
+  ASSERT_EQ_U(pyprof_func_register("<string>", 1, "<module>"), f);
+  ASSERT(pyprof_func_register("<string>", 2, "<module>") != f);
+  pyprof_entry *a = pyprof_insert(t, KEY(9), f);
+  pyprof_entry *b = pyprof_insert(t, KEY(10), f);
+  ASSERT(a == b);
+  ASSERT(pyprof_lookup(t, KEY(10)) == a);
+  pyprof_enter(t, a, 0);
+  pyprof_enter(t, pyprof_lookup(t, KEY(10)), 5);
+  pyprof_leave(t, 8);
+  pyprof_leave(t, 10);
+  pyprof_snapshot s;
+  ASSERT_EQ_I(snap(&s, t, 10), 0);
+  const pyprof_row *r = NULL;
+  for (size_t i = 0; i < s.nrows; i++)
+    if (s.rows[i].fid == f) r = &s.rows[i];
+  ASSERT(r);
+  ASSERT_EQ_U(r->nc, 2);
+  ASSERT_EQ_U(r->cc, 1);
+  ASSERT_EQ_U(r->ct, 10);
+  pyprof_snapshot_free(&s);
+  pyprof_thread_retire(t);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
+/* Many keys force the tables to grow; lookups still find every one. */
+TEST_IMPL(tables_grow) {
+  static char keys[20000];
+  pyprof_thread *t = pyprof_thread_new(7);
+  pyprof_entry *root = ent(t, 11, "root");
+  pyprof_enter(t, root, 0);
+  for (int i = 0; i < 20000; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "g%d", i);
+    pyprof_entry *e =
+        pyprof_insert(t, &keys[i], pyprof_func_register("grow.py", i, name));
+    ASSERT(e);
+    pyprof_enter(t, e, (uint64_t)i * 2);
+    pyprof_leave(t, (uint64_t)i * 2 + 1);
+  }
+  pyprof_leave(t, 50000);
+  for (int i = 0; i < 20000; i++) {
+    pyprof_entry *e = pyprof_lookup(t, &keys[i]);
+    ASSERT(e);
+    ASSERT_EQ_U(e->calls, 1);
+  }
+  pyprof_snapshot s;
+  ASSERT_EQ_I(snap(&s, t, 50000), 0);
+  ASSERT_EQ_U(s.nrows, 20001);
+  ASSERT_EQ_U(s.nedges, 20000);
+  ASSERT_EQ_U(row(&s, "root")->tt, 50000 - 20000);
+  pyprof_snapshot_free(&s);
+  pyprof_thread_retire(t);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+#define WORKERS 4
+#define ROUNDS 20000
+#define CHAIN 32
+
+static volatile int go;
+static const char *chain_name(int k) {
+  static char names[CHAIN][16];
+  if (!names[k][0]) snprintf(names[k], sizeof names[k], "chain%d", k);
+  return names[k];
+}
+
+/* Each worker: ROUNDS times chain0 -> chain1 -> ... -> chain31 and back. */
+static void *worker(void *arg) {
+  pyprof_thread *t = arg;
+  while (!go) sched_yield();
+  uint64_t now = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    for (int k = 0; k < CHAIN; k++) {
+      /* first round: entries are created (tables grow) while snapshots
+       * run; later rounds find them */
+      pyprof_entry *e = pyprof_lookup(t, chain_name(k));
+      if (!e) e = pyprof_insert(t, chain_name(k),
+                                pyprof_func_register("chain.py", k, chain_name(k)));
+      pyprof_enter(t, e, now += 1);
+    }
+    for (int k = 0; k < CHAIN; k++) pyprof_leave(t, now += 1);
+  }
+  return NULL;
+}
+
+/* Checks what any consistent state of the workers satisfies: nothing is
+ * recursive (cc == nc), a deeper function never has more calls than the
+ * one above it, and they differ by at most one per worker in all. */
+static int chain_consistent(const pyprof_snapshot *s) {
+  uint64_t prev = UINT64_MAX, first = 0, lastn = 0;
+  for (int k = 0; k < CHAIN; k++) {
+    const pyprof_row *r = row(s, chain_name(k));
+    uint64_t nc = r ? r->nc : 0;
+    if (r) ASSERT_EQ_U(r->cc, r->nc);
+    if (r) ASSERT(r->ct >= r->tt);
+    ASSERT(nc <= prev);
+    if (k == 0) first = nc;
+    lastn = nc;
+    prev = nc;
+  }
+  ASSERT(first - lastn <= WORKERS);
+  return TEST_OK;
+}
+
+/* Snapshots taken while the workers run are consistent and their counts
+ * only grow; the final one is exact. */
+TEST_IMPL(concurrent_snapshots) {
+  if (pyprof_snapshot_init() < 0) RETURN_SKIP("no membarrier(2) here");
+  pyprof_thread *ts[WORKERS];
+  pthread_t th[WORKERS];
+  for (int k = 0; k < WORKERS; k++) {
+    ts[k] = pyprof_thread_new(100 + (uint64_t)k);
+    ASSERT(pthread_create(&th[k], NULL, worker, ts[k]) == 0);
+  }
+  go = 1;
+  uint64_t last = 0;
+  for (int n = 0; n < 300; n++) {
+    pyprof_snapshot s;
+    ASSERT_EQ_I(pyprof_snapshot_take(&s, NULL, 0), 0);
+    if (chain_consistent(&s) != TEST_OK) return TEST_FAIL;
+    const pyprof_row *o = row(&s, chain_name(0));
+    ASSERT(!o || o->nc >= last);
+    last = o ? o->nc : 0;
+    pyprof_snapshot_free(&s);
+  }
+  for (int k = 0; k < WORKERS; k++) pthread_join(th[k], NULL);
+  pyprof_snapshot s;
+  ASSERT_EQ_I(pyprof_snapshot_take(&s, NULL, 0), 0);
+  for (int k = 0; k < CHAIN; k++) {
+    const pyprof_row *r = row(&s, chain_name(k));
+    ASSERT_EQ_U(r->nc, (uint64_t)WORKERS * ROUNDS);
+    ASSERT_EQ_U(r->tt, (uint64_t)WORKERS * ROUNDS * (k == CHAIN - 1 ? 1 : 2));
+  }
+  ASSERT_EQ_U(edge(&s, chain_name(0), chain_name(1))->nc,
+              (uint64_t)WORKERS * ROUNDS);
+  pyprof_snapshot_free(&s);
+  for (int k = 0; k < WORKERS; k++) pyprof_thread_retire(ts[k]);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
+TEST_MAIN(TEST_ENTRY(nested_calls) TEST_ENTRY(direct_recursion)
+              TEST_ENTRY(mutual_recursion) TEST_ENTRY(leave_on_empty_stack)
+                  TEST_ENTRY(snapshot_of_active_frames)
+                      TEST_ENTRY(keys_sharing_a_label) TEST_ENTRY(tables_grow)
+                          TEST_ENTRY(concurrent_snapshots))
