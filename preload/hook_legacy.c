@@ -8,18 +8,26 @@
  * Threads. PyEval_SetProfile only covers the calling thread, and no
  * interpreter of 3.8-3.12 tells us when a thread state appears. So:
  * - at start, the hook goes on every existing thread state;
- * - the interpreter's list of thread states is checked whenever a built-in
- *   returns (threads from `threading` and `_thread` get their state in the
- *   parent, inside start_new_thread, before they run) and whenever the head
- *   of that list changes; each state without a profile function gets ours.
- *   A thread created in C (PyGILState_Ensure) is found at the first event
- *   of any profiled thread after it appeared; calls it makes before that
- *   are not seen.
+ * - every later thread state is armed in its own thread, the moment
+ *   CPython binds it to the thread: all versions do that with
+ *   pthread_setspecific(<its TSS key>, tstate), which we interpose (a libc
+ *   call, so this works in a static interpreter too). The key is found at
+ *   start as the one whose value in the main thread is its thread state.
+ *   Arming writes the profile function into the fresh state as
+ *   _PyEval_SetProfile would (the thread holds no GIL yet and nobody else
+ *   looks at a state that new). On 3.12+ that function also keeps a count
+ *   of profiled threads, so there the thread redoes it through the API at
+ *   its first event, with the GIL.
+ * - if the key cannot be found, the fallback is to check the thread list
+ *   at events: a thread created in C is then found only at the first event
+ *   of another profiled thread after it appeared.
  * A thread whose program installed its own profile function keeps it.
  *
  * Everything here runs with the GIL held (it is called by the interpreter
  * or from start/stop, which hold it).
  */
+#include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -31,12 +39,47 @@ static pthread_key_t tls_key;              /* retires it at thread exit */
 static void *interp;                       /* the main interpreter */
 static void *known_head;                   /* thread list head last seen */
 
+/* Arming new thread states (see the top of this file). py_tss_key is
+ * written once at start with the GIL held, before any arming. */
+static pthread_key_t py_tss_key;  /* CPython's thread-state TSS key */
+static int py_tss_known;          /* py_tss_key is valid */
+static __thread void *armed_ts;   /* 3.12+: armed, API not yet used */
+
+/* 3.12+: states armed directly and not yet redone through the API, so
+ * that stop() clears them the same way. Guarded by armed_lock. */
+#define MAX_ARMED 256
+static pthread_mutex_t armed_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *armed[MAX_ARMED];
+static int narmed;
+
 static int hook(PyObject *obj, void *frame, int what, PyObject *arg);
 
 static void retire(void *p) { pyprof_thread_retire(p); }
 
-/* First event of this thread: creates its state. */
+static int armed_remove(void *ts) {
+  int found = 0;
+  pthread_mutex_lock(&armed_lock);
+  for (int i = 0; i < narmed; i++)
+    if (armed[i] == ts) {
+      armed[i] = armed[--narmed];
+      found = 1;
+      break;
+    }
+  pthread_mutex_unlock(&armed_lock);
+  return found;
+}
+
+/* First event of this thread: creates its state; on 3.12+ redoes an
+ * arming through the API (GIL held now). */
 static pyprof_thread *attach(void) {
+  if (armed_ts) {
+    void *ts = armed_ts;
+    armed_ts = NULL;
+    if (armed_remove(ts)) {
+      *(Py_tracefunc *)((char *)ts + py.ts_profilefunc_off) = NULL;
+      pyprof_set_profile(ts, hook);
+    }
+  }
   pyprof_thread *t = pyprof_thread_new((uint64_t)syscall(SYS_gettid));
   if (!t) return NULL;
   pthread_setspecific(tls_key, t);
@@ -108,9 +151,67 @@ static int hook(PyObject *self_, void *frame, int what, PyObject *arg) {
   default:
     break;
   }
-  if (what != PyTrace_RETURN) check_threads();
+  if (!py_tss_known && what != PyTrace_RETURN) check_threads();
   pyprof_vclock_leave(&t->clock);
   return 0;
+}
+
+/* Arms a thread state that was just bound to the calling thread (see the
+ * top of this file). No GIL: only plain stores into the fresh state. */
+static void arm(void *ts) {
+  if (!pyprof_on || pyprof_get_profile(ts)) return;
+  char *p = ts;
+  if (py.minor >= 12) {
+    pthread_mutex_lock(&armed_lock);
+    int ok = narmed < MAX_ARMED;
+    if (ok) armed[narmed++] = ts;
+    pthread_mutex_unlock(&armed_lock);
+    if (!ok) return;
+    armed_ts = ts;
+  } else if (py.ts_use_tracing_off) {
+    *(int *)(p + py.ts_use_tracing_off) = 1;
+  } else {
+    char *cframe = *(char **)(p + py.ts_cframe_off);
+    if (cframe != p + py.ts_root_cframe_off) return; /* not a fresh state */
+    if (py.minor == 10) *(int *)cframe = 1;
+    else *(unsigned char *)cframe = 255;
+  }
+  *(Py_tracefunc *)(p + py.ts_profilefunc_off) = hook;
+}
+
+static int (*real_setspecific)(pthread_key_t, const void *);
+
+/* Interposed: CPython binds a thread state to its thread through this.
+ * Every other call passes straight through. */
+__attribute__((visibility("default"))) int
+pthread_setspecific(pthread_key_t key, const void *value) {
+  if (!real_setspecific)
+    *(void **)&real_setspecific = dlsym(RTLD_NEXT, "pthread_setspecific");
+  int rc = real_setspecific(key, value);
+  if (py_tss_known && key == py_tss_key && rc == 0) {
+    if (value) arm((void *)value);
+    else if (armed_ts) {
+      armed_remove(armed_ts); /* the state goes away unused */
+      armed_ts = NULL;
+    }
+  }
+  return rc;
+}
+
+/* Finds CPython's TSS key: the one key whose value in this thread is this
+ * thread's state. GIL held. */
+static void find_tss_key(void) {
+  void *me = py.PyGILState_GetThisThreadState();
+  int found = -1;
+  if (!me || !py.ts_profilefunc_off) return;
+  for (int k = 0; k < PTHREAD_KEYS_MAX; k++) {
+    if (pthread_getspecific((pthread_key_t)k) != me) continue;
+    if (found >= 0) return; /* ambiguous: use the fallback */
+    found = k;
+  }
+  if (found < 0) return;
+  py_tss_key = (pthread_key_t)found;
+  py_tss_known = 1;
 }
 
 int pyprof_hook_start(void) {
@@ -125,11 +226,17 @@ int pyprof_hook_start(void) {
   /* Check the version-specific offset against what the API just did. */
   if (self && pyprof_get_profile(self) != hook) py.ts_profilefunc_off = 0;
   if (py.ts_profilefunc_off) install_all();
+  find_tss_key();
   return 0;
 }
 
 void pyprof_hook_stop(void) {
   for (void *ts = py.PyInterpreterState_ThreadHead(interp); ts;
-       ts = py.PyThreadState_Next(ts))
-    if (pyprof_get_profile(ts) == hook) pyprof_set_profile(ts, NULL);
+       ts = py.PyThreadState_Next(ts)) {
+    if (pyprof_get_profile(ts) != hook) continue;
+    if (armed_remove(ts)) /* never counted by the API: undo by hand */
+      *(Py_tracefunc *)((char *)ts + py.ts_profilefunc_off) = NULL;
+    else
+      pyprof_set_profile(ts, NULL);
+  }
 }

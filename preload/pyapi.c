@@ -67,6 +67,12 @@ int pyprof_pyapi_load(void) {
   /* offsetof(PyThreadState, c_profilefunc) in each version's
    * Include/cpython/pystate.h (Debian's 3.11.2 agrees with 3.11.7). */
   py.ts_profilefunc_off = py.minor <= 10 ? 56 : py.minor <= 12 ? 64 : 80;
+  /* Where "tracing is on" lives before 3.12 (same headers): an int in the
+   * thread state (3.8, 3.9), or the first field of the CFrame that
+   * tstate->cframe points to (int in 3.10, uint8_t 0/255 in 3.11). */
+  if (py.minor <= 9) py.ts_use_tracing_off = 48;
+  else if (py.minor == 10) py.ts_cframe_off = 48, py.ts_root_cframe_off = 264;
+  else if (py.minor == 11) py.ts_cframe_off = 56, py.ts_root_cframe_off = 336;
   py.PyCMethod_Type = dlsym(RTLD_DEFAULT, "PyCMethod_Type");
   if (py.minor <= 10) {
     py.frame_code_off = 32;

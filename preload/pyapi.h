@@ -76,6 +76,9 @@ typedef struct pyprof_pyapi {
   int frame_iframe_off; /* PyFrameObject -> _PyInterpreterFrame (3.11+) */
   int iframe_code_off;  /* _PyInterpreterFrame -> code (3.11+) */
   int ts_profilefunc_off; /* PyThreadState -> c_profilefunc; 0 = unknown */
+  int ts_use_tracing_off; /* 3.8/3.9: PyThreadState -> use_tracing (int) */
+  int ts_cframe_off;      /* 3.10/3.11: PyThreadState -> cframe */
+  int ts_root_cframe_off; /* 3.10/3.11: PyThreadState -> root_cframe */
   void *PyCMethod_Type; /* 3.9+, subtype of PyCFunction_Type */
 } pyprof_pyapi;
 
