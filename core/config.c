@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,57 @@
 /* Every variable the library or the pyprof command reads. */
 static const char *const known[] = {
     "PYPROF_OUT", "PYPROF_QUIET", "PYPROF_TIMER", "PYPROF_BIAS",
-    "PYPROF_LIB", /* read by scripts/pyprof only */
+    "PYPROF_SIGNAL", "PYPROF_TOGGLE_SIGNAL", "PYPROF_START",
+    "PYPROF_CHILDREN",
+    "PYPROF_ROOT_PID", /* set by the library for child processes */
+    "PYPROF_LIB",      /* read by scripts/pyprof only */
     NULL};
+
+static const struct {
+  const char *name;
+  int sig;
+} signames[] = {
+    {"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT},
+    {"USR1", SIGUSR1}, {"USR2", SIGUSR2},   {"PIPE", SIGPIPE},
+    {"ALRM", SIGALRM}, {"TERM", SIGTERM},   {"CHLD", SIGCHLD},
+    {"CONT", SIGCONT}, {"TSTP", SIGTSTP},   {"TTIN", SIGTTIN},
+    {"TTOU", SIGTTOU}, {"URG", SIGURG},     {"XCPU", SIGXCPU},
+    {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
+    {"WINCH", SIGWINCH}, {"IO", SIGIO},     {"PWR", SIGPWR},
+    {"SYS", SIGSYS},
+};
+
+/* Parses a whole decimal number; -1 if `s` is not one. */
+static long whole(const char *s) {
+  char *end;
+  if (!*s || *s < '0' || *s > '9') return -1;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  return *end || errno ? -1 : v;
+}
+
+int pyprof_parse_signal(const char *s, int *sig) {
+  if (strcmp(s, "off") == 0) return *sig = 0, 0;
+  const char *n = strncmp(s, "SIG", 3) == 0 ? s + 3 : s;
+  long v = whole(n);
+  if (v < 0) {
+    if (strncmp(n, "RTMIN", 5) == 0 || strncmp(n, "RTMAX", 5) == 0) {
+      long off = n[5] ? whole(n + 6) : 0;
+      if (off < 0 || (n[5] && n[5] != (n[3] == 'I' ? '+' : '-'))) return -1;
+      v = n[3] == 'I' ? SIGRTMIN + off : SIGRTMAX - off;
+      if (v < SIGRTMIN || v > SIGRTMAX) return -1;
+    } else {
+      for (size_t i = 0; i < sizeof signames / sizeof *signames; i++)
+        if (strcmp(n, signames[i].name) == 0) v = signames[i].sig;
+    }
+  }
+  if (v <= 0 || v >= NSIG || v == SIGKILL || v == SIGSTOP || v == SIGSEGV ||
+      v == SIGBUS || v == SIGILL || v == SIGFPE || v == SIGTRAP ||
+      v == SIGABRT)
+    return -1;
+  *sig = (int)v;
+  return 0;
+}
 
 int pyprof_parse_bool(const char *s, int *out) {
   static const char *const yes[] = {"1", "yes", "true", "on", NULL};
@@ -94,6 +144,8 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
   const char *v;
   memset(c, 0, sizeof *c);
   c->timer = PYPROF_TIMER_WALL;
+  c->snap_signal = SIGUSR2;
+  c->children = 1;
   for (; names && *names; names++) {
     const char *eq = strchr(*names, '=');
     size_t n = eq ? (size_t)(eq - *names) : strlen(*names);
@@ -122,6 +174,41 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
                "2.5e-8, or auto)", v);
       return -1;
     }
+  }
+  if ((v = get("PYPROF_SIGNAL")) && pyprof_parse_signal(v, &c->snap_signal) < 0) {
+    snprintf(err, errlen,
+             "invalid PYPROF_SIGNAL='%s' (a signal such as USR2, USR1, "
+             "RTMIN+3, a number, or off)", v);
+    return -1;
+  }
+  if ((v = get("PYPROF_TOGGLE_SIGNAL")) &&
+      pyprof_parse_signal(v, &c->toggle_signal) < 0) {
+    snprintf(err, errlen,
+             "invalid PYPROF_TOGGLE_SIGNAL='%s' (a signal such as USR1, "
+             "RTMIN+3, a number, or off)", v);
+    return -1;
+  }
+  if (c->toggle_signal && c->toggle_signal == c->snap_signal) {
+    snprintf(err, errlen,
+             "PYPROF_TOGGLE_SIGNAL and PYPROF_SIGNAL are the same signal");
+    return -1;
+  }
+  if ((v = get("PYPROF_START"))) {
+    if (strcmp(v, "paused") == 0) c->start_paused = 1;
+    else if (strcmp(v, "running") != 0) {
+      snprintf(err, errlen, "invalid PYPROF_START='%s' (expected running or "
+               "paused)", v);
+      return -1;
+    }
+  }
+  if ((v = get("PYPROF_CHILDREN")) && pyprof_parse_bool(v, &c->children) < 0) {
+    snprintf(err, errlen, "invalid PYPROF_CHILDREN='%s' (expected 0 or 1)", v);
+    return -1;
+  }
+  if ((v = get("PYPROF_ROOT_PID")) && (c->root_pid = whole(v)) <= 0) {
+    snprintf(err, errlen, "invalid PYPROF_ROOT_PID='%s' (set by libpyprof "
+             "for child processes: a pid)", v);
+    return -1;
   }
   v = get("PYPROF_OUT");
   if (!v) v = "pyprof.%p.prof";

@@ -22,7 +22,18 @@ typedef struct pyprof_config {
   pyprof_timer timer;
   int bias_auto;             /* PYPROF_BIAS=auto */
   double bias;               /* seconds per event (when not auto) */
+  int snap_signal;           /* snapshot signal, 0 = off */
+  int toggle_signal;         /* pause/resume signal, 0 = off */
+  int start_paused;          /* PYPROF_START=paused */
+  int children;              /* profile child processes */
+  long root_pid;             /* PYPROF_ROOT_PID, 0 if unset */
 } pyprof_config;
+
+/* Parses a signal: a name with or without "SIG" (USR1, SIGUSR2, HUP),
+ * RTMIN+n / RTMAX-n, a number, or "off" (0). Refuses signals that cannot
+ * be caught or that report faults (KILL, STOP, SEGV, BUS, ILL, FPE, TRAP,
+ * ABRT). Returns 0 or -1. */
+int pyprof_parse_signal(const char *s, int *sig);
 
 /* Typed parsers: return 0, or -1 when `s` is not valid. */
 int pyprof_parse_bool(const char *s, int *out);

@@ -560,3 +560,67 @@ void pyprof_reset_all(void) {
   }
   pthread_mutex_unlock(&threads_lock);
 }
+
+void pyprof_flush_all(uint64_t raw_now) {
+  pthread_mutex_lock(&threads_lock);
+  for (pyprof_thread *t = threads_head; t; t = t->next) {
+    uint64_t now = pyprof_vclock_peek(&t->clock, raw_now);
+    pyprof_write_begin(t);
+    while (t->depth) {
+      t->depth--;
+      complete(t->entries, t->edges, &t->stack[t->depth],
+               t->depth ? &t->stack[t->depth - 1] : NULL, now);
+    }
+    t->overflow = 0;
+    pyprof_write_end(t);
+  }
+  pthread_mutex_unlock(&threads_lock);
+}
+
+/* Zeroes the counters of `t`, keeping stack-related depths. */
+static void zero_counts(pyprof_thread *t) {
+  for (uint32_t i = 0; i < t->nentries; i++) {
+    pyprof_entry *e = &t->entries[i];
+    e->calls = e->rcalls = e->tt = e->it = 0;
+  }
+  for (uint32_t k = 0; k < t->nedges; k++) {
+    pyprof_edge *g = &t->edges[k];
+    g->calls = g->rcalls = g->tt = g->it = 0;
+  }
+  t->dropped = 0;
+}
+
+void pyprof_fork_child(pyprof_thread *self) {
+  /* Other threads do not exist here: drop their data (the memory stays
+   * allocated; the list is rebuilt with `self` alone). */
+  for (pyprof_thread *t = threads_head; t; t = t->next) {
+    if (t == self) continue;
+    zero_counts(t);
+    for (uint32_t i = 0; i < t->nentries; i++) t->entries[i].depth = 0;
+    for (uint32_t k = 0; k < t->nedges; k++) t->edges[k].depth = 0;
+    t->depth = 0;
+    t->overflow = 0;
+    t->park = 0;
+    t->retired = 1;
+  }
+  threads_head = self;
+  if (self) {
+    self->next = NULL;
+    self->park = 0;
+    zero_counts(self);
+    for (uint32_t d = 0; d < self->depth; d++) {
+      self->stack[d].t0 = self->clock.vt;
+      self->stack[d].subt = 0;
+    }
+  }
+}
+
+void pyprof_core_lock(void) {
+  pthread_mutex_lock(&reg_lock);
+  pthread_mutex_lock(&threads_lock);
+}
+
+void pyprof_core_unlock(void) {
+  pthread_mutex_unlock(&threads_lock);
+  pthread_mutex_unlock(&reg_lock);
+}

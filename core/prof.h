@@ -207,6 +207,24 @@ void pyprof_snapshot_free(pyprof_snapshot *s);
  * when no thread is inside pyprof_enter/leave and stacks are empty. */
 void pyprof_reset_all(void);
 
+/* Counts every activation on every stack as returning at raw time
+ * `raw_now` and empties the stacks (cProfile's behaviour when disabled).
+ * Only safe when no thread can run an event (the caller holds the GIL and
+ * the hooks are off). */
+void pyprof_flush_all(uint64_t raw_now);
+
+/* In a child just forked: forgets every statistic and every other
+ * thread, keeps the stack of `self` (the forking thread) with its
+ * activations restarted at virtual time now, so the child's file holds
+ * only what the child does. Async-signal-safe apart from nothing: it only
+ * stores to memory. */
+void pyprof_fork_child(pyprof_thread *self);
+
+/* Locks every mutex of core/ around fork() (prepare), and releases them
+ * in the parent and the child. */
+void pyprof_core_lock(void);
+void pyprof_core_unlock(void);
+
 /* ---- writer-side pause protocol (used by snapshots) --------------------- */
 
 /* The owner brackets each mutation with these (see prof.c for the

@@ -44,6 +44,7 @@ static void *known_head;                   /* thread list head last seen */
 static pthread_key_t py_tss_key;  /* CPython's thread-state TSS key */
 static int py_tss_known;          /* py_tss_key is valid */
 static __thread void *armed_ts;   /* 3.12+: armed, API not yet used */
+__thread int pyprof_no_arm;       /* the dumper thread: never armed */
 
 /* 3.12+: states armed directly and not yet redone through the API, so
  * that stop() clears them the same way. Guarded by armed_lock. */
@@ -159,7 +160,7 @@ static int hook(PyObject *self_, void *frame, int what, PyObject *arg) {
 /* Arms a thread state that was just bound to the calling thread (see the
  * top of this file). No GIL: only plain stores into the fresh state. */
 static void arm(void *ts) {
-  if (!pyprof_on || pyprof_get_profile(ts)) return;
+  if (!pyprof_on || pyprof_no_arm || pyprof_get_profile(ts)) return;
   char *p = ts;
   if (py.minor >= 12) {
     pthread_mutex_lock(&armed_lock);
@@ -239,4 +240,13 @@ void pyprof_hook_stop(void) {
     else
       pyprof_set_profile(ts, NULL);
   }
+}
+
+void pyprof_hook_atfork(int phase) {
+  if (phase == 0) {
+    pthread_mutex_lock(&armed_lock);
+    return;
+  }
+  if (phase == 2) narmed = 0; /* those states belong to the parent */
+  pthread_mutex_unlock(&armed_lock);
 }

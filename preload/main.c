@@ -33,17 +33,24 @@
 
 #define PUBLIC __attribute__((visibility("default")))
 
-volatile int pyprof_on; /* collecting; see preload.h */
+volatile int pyprof_on;        /* collecting; see preload.h */
+volatile int pyprof_paused;    /* paused by PYPROF_START or the toggle */
+pyprof_config pyprof_cfg;      /* loaded once by the constructor */
+pid_t pyprof_pid;              /* getpid(), updated in a fork child */
+int pyprof_is_child;           /* a child of a profiled process */
 
-static pyprof_config cfg;       /* loaded once by the constructor */
 static int usable;              /* CPython present and config valid */
 static int started;             /* start() ran (GIL held when written) */
-static int finished;            /* the final dump ran */
-static unsigned long dump_seq;  /* %n of the next dump */
+static volatile int finished;   /* the final dump ran or was abandoned */
+static unsigned long dump_seq;  /* %n of the next dump; dump_lock */
+static char out_tmpl[PYPROF_PATH_MAX]; /* template in use */
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
 
+int pyprof_started(void) { return started; }
+int pyprof_finished(void) { return finished; }
+
 /* One line on stderr, prefixed "pyprof: ". Not async-signal-safe. */
-static void say(const char *fmt, ...) {
+void pyprof_say(const char *fmt, ...) {
   char line[PYPROF_PATH_MAX + 256];
   int n = snprintf(line, sizeof line, "pyprof: ");
   va_list ap;
@@ -58,17 +65,35 @@ static void say(const char *fmt, ...) {
 
 /* ---- dumps --------------------------------------------------------------- */
 
-/* Writes one .prof of everything so far. Safe without the GIL: reads only
- * engine data. Serialised by dump_lock. */
-static void dump(void) {
+/* The template in use: a child whose template has no %p gets ".<pid>"
+ * before the extension, so no two processes write the same file. */
+static void choose_template(void) {
+  const char *t = pyprof_cfg.out;
+  if (!pyprof_is_child || strstr(t, "%p")) {
+    snprintf(out_tmpl, sizeof out_tmpl, "%s", t);
+    return;
+  }
+  const char *base = strrchr(t, '/');
+  const char *dot = strrchr(base ? base + 1 : t, '.');
+  if (!dot || dot == (base ? base + 1 : t)) dot = t + strlen(t);
+  snprintf(out_tmpl, sizeof out_tmpl, "%.*s.%%p%s", (int)(dot - t), t, dot);
+}
+
+/* Writes one .prof of everything so far; with `skip_empty`, nothing if no
+ * call was recorded. Safe without the GIL: reads only engine data.
+ * Serialised by dump_lock. */
+static void dump(int skip_empty) {
   pthread_mutex_lock(&dump_lock);
   pyprof_snapshot s;
   pyprof_buf b;
   pyprof_buf_init(&b);
-  if (pyprof_snapshot_take(&s, pyprof_hook_self(), pyprof_clock_read()) < 0) {
-    say("out of memory while taking a snapshot; no profile written");
+  /* While paused, live frames are counted up to their last event. */
+  uint64_t now = pyprof_paused ? 0 : pyprof_clock_read();
+  if (pyprof_snapshot_take(&s, pyprof_hook_self(), now) < 0) {
+    pyprof_say("out of memory while taking a snapshot; no profile written");
     goto out;
   }
+  if (skip_empty && s.nrows == 0) goto out_snap;
   double tick = pyprof_clock_tick_seconds();
   char tick_s[32], bias_s[32], res_s[32], pid_s[24], ver_s[32], thr_s[16],
       drop_s[24];
@@ -93,20 +118,20 @@ static void dump(void) {
   };
   if (pyprof_pstats_encode(&b, &s, tick, meta, sizeof meta / sizeof *meta) <
       0) {
-    say("out of memory while encoding the profile; no profile written");
+    pyprof_say("out of memory while encoding the profile; no profile written");
     goto out_snap;
   }
   char path[PYPROF_PATH_MAX];
-  if (pyprof_template_expand(cfg.out, (long)getpid(), dump_seq, (long)time(NULL),
+  if (pyprof_template_expand(out_tmpl, (long)getpid(), dump_seq, (long)time(NULL),
                              path, sizeof path) < 0) {
-    say("output path too long; no profile written");
+    pyprof_say("output path too long; no profile written");
     goto out_snap;
   }
   dump_seq++;
   if (pyprof_write_atomic(path, b.data, b.len) < 0)
-    say("cannot write %s: %s", path, strerror(errno));
-  else if (!cfg.quiet)
-    say("wrote %s (%zu functions)", path, s.nrows);
+    pyprof_say("cannot write %s: %s", path, strerror(errno));
+  else if (!pyprof_cfg.quiet)
+    pyprof_say("wrote %s (%zu functions)", path, s.nrows);
 out_snap:
   pyprof_snapshot_free(&s);
 out:
@@ -114,20 +139,72 @@ out:
   pthread_mutex_unlock(&dump_lock);
 }
 
-/* Stops collecting and writes the final profile. GIL held if `gil`. */
-static void finish(int gil) {
+void pyprof_dump(void) { dump(0); }
+
+/* Stops collecting and writes the final profile. GIL held if `gil`. A
+ * second caller (a fatal signal racing _exit, say) waits until the first
+ * has written the file, so the process never ends half-way through. */
+static pthread_mutex_t finish_lock = PTHREAD_MUTEX_INITIALIZER;
+static void finish(int gil, int skip_empty) {
+  if (!started) return;
+  pthread_mutex_lock(&finish_lock);
+  if (!finished) {
+    finished = 1;
+    pyprof_on = 0;
+    if (gil) pyprof_hook_stop();
+    dump(skip_empty);
+  }
+  pthread_mutex_unlock(&finish_lock);
+}
+
+void pyprof_finish(int gil) { finish(gil, 0); }
+void pyprof_finish_at_exit(void) { finish(0, 1); }
+
+void pyprof_abandon(void) {
   if (!started || finished) return;
   finished = 1;
   pyprof_on = 0;
-  if (gil) pyprof_hook_stop();
-  dump();
+  pyprof_hook_stop();
+}
+
+/* Pauses (cProfile's disable: live frames count as returning now) or
+ * resumes collection. GIL held. */
+void pyprof_pause(int pause) {
+  if (pause == pyprof_paused || finished) return;
+  if (pause) {
+    pyprof_on = 0;
+    pyprof_hook_stop();
+    pyprof_flush_all(pyprof_clock_read());
+    pyprof_paused = 1;
+  } else {
+    pyprof_paused = 0;
+    pyprof_on = 1;
+    pyprof_hook_start();
+  }
+}
+
+/* Around fork(): phase 0 prepare, 1 parent, 2 child. */
+void pyprof_main_atfork(int phase) {
+  if (phase == 0) {
+    pthread_mutex_lock(&finish_lock);
+    pthread_mutex_lock(&dump_lock);
+    return;
+  }
+  if (phase == 2) {
+    pyprof_pid = getpid();
+    pyprof_is_child = 1;
+    dump_seq = 0;
+    choose_template();
+  }
+  pthread_mutex_unlock(&dump_lock);
+  pthread_mutex_unlock(&finish_lock);
 }
 
 /* Python atexit callback (a built-in we register). */
 static PyObject *atexit_cb(PyObject *self, PyObject *unused) {
   (void)self;
   (void)unused;
-  finish(1);
+  finish(1, 0);
   py.Py_IncRef(py.Py_None);
   return py.Py_None;
 }
@@ -149,7 +226,7 @@ static int register_atexit(void) {
 
 /* C exit(): covers embedders that never call Py_Finalize(). */
 static void c_exit_handler(void) {
-  if (started && !finished) finish(0);
+  if (started && !finished && getpid() == pyprof_pid) finish(0, 0);
 }
 
 /* ---- start --------------------------------------------------------------- */
@@ -160,16 +237,21 @@ static void start(void) {
   started = 1;
   PyObject *et, *ev, *tb;
   py.PyErr_Fetch(&et, &ev, &tb);
-  if (cfg.bias > 0) {
+  if (pyprof_cfg.bias > 0) {
     double tick = pyprof_clock_tick_seconds();
-    pyprof_clk.bias = (uint64_t)(cfg.bias / tick + 0.5);
+    pyprof_clk.bias = (uint64_t)(pyprof_cfg.bias / tick + 0.5);
   }
   pyprof_snapshot_init();
   if (register_atexit() < 0)
-    say("cannot register an atexit callback; the profile is written at "
-        "process exit");
-  pyprof_on = 1;
-  pyprof_hook_start();
+    pyprof_say("cannot register an atexit callback; the profile is written "
+               "at process exit");
+  pyprof_control_start();
+  if (pyprof_cfg.start_paused) {
+    pyprof_paused = 1;
+  } else {
+    pyprof_on = 1;
+    pyprof_hook_start();
+  }
   py.PyErr_Restore(et, ev, tb);
 }
 
@@ -177,8 +259,11 @@ static void start(void) {
 static int audit_hook(const char *event, PyObject *args, void *data) {
   (void)args;
   (void)data;
-  if (!started && event[0] == 'c' && strncmp(event, "cpython.run_", 12) == 0)
+  if (event[0] == 'c' && !started && strncmp(event, "cpython.run_", 12) == 0)
     start();
+  else if (event[0] == 'o' && strcmp(event, "os.exec") == 0 && started &&
+           !finished)
+    dump(0); /* the process image is replaced: write what it did */
   return 0;
 }
 
@@ -203,24 +288,39 @@ __attribute__((constructor)) static void pyprof_init(void) {
   int rc = pyprof_pyapi_load();
   if (rc == -1) return; /* not a Python process: stay inert */
   if (rc == -2) {
-    say("unsupported Python %s; not profiling",
+    pyprof_say("unsupported Python %s; not profiling",
         py.Py_GetVersion ? py.Py_GetVersion() : "?");
     return;
   }
   char cwd[PYPROF_PATH_MAX], err[PYPROF_PATH_MAX + 128];
   if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, "/tmp");
-  if (pyprof_config_load(&cfg, get_env, environ, cwd, err, sizeof err) < 0) {
-    say("%s; not profiling", err);
+  if (pyprof_config_load(&pyprof_cfg, get_env, environ, cwd, err, sizeof err) < 0) {
+    pyprof_say("%s; not profiling", err);
     return;
   }
-  if (cfg.bias_auto) {
-    say("PYPROF_BIAS=auto is not available yet; give seconds per event; "
+  pyprof_pid = getpid();
+  if (pyprof_cfg.root_pid && pyprof_cfg.root_pid != (long)pyprof_pid) {
+    pyprof_is_child = 1;
+    if (!pyprof_cfg.children) return; /* PYPROF_CHILDREN=0 */
+  } else if (!pyprof_cfg.root_pid) {
+    char pid_s[24];
+    snprintf(pid_s, sizeof pid_s, "%ld", (long)pyprof_pid);
+    setenv("PYPROF_ROOT_PID", pid_s, 1); /* children know they are */
+  }
+  if (pyprof_cfg.start_paused && !pyprof_cfg.toggle_signal) {
+    pyprof_say("PYPROF_START=paused needs PYPROF_TOGGLE_SIGNAL to resume; "
+               "not profiling");
+    return;
+  }
+  choose_template();
+  if (pyprof_cfg.bias_auto) {
+    pyprof_say("PYPROF_BIAS=auto is not available yet; give seconds per event; "
         "not profiling");
     return;
   }
-  pyprof_clock_init(cfg.timer);
+  pyprof_clock_init(pyprof_cfg.timer);
   if (py.PySys_AddAuditHook(audit_hook, NULL) != 0) {
-    say("cannot add an audit hook; not profiling");
+    pyprof_say("cannot add an audit hook; not profiling");
     return;
   }
   usable = 1;

@@ -168,3 +168,8 @@ pyprof_fid pyprof_name_code(PyObject *code) { return name_of(code, code, 1); }
 pyprof_fid pyprof_name_cfunc(PyObject *fn) {
   return name_of(pyprof_cfunc_key(fn), fn, 0);
 }
+
+void pyprof_names_atfork(int phase) {
+  if (phase == 0) pthread_mutex_lock(&cache_lock);
+  else pthread_mutex_unlock(&cache_lock);
+}

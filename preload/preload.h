@@ -2,6 +2,7 @@
  * preload.h -- what the files of preload/ share.
  *
  * main.c        constructor, configuration, start and stop, dumps
+ * control.c     signals, the dumper thread, pause/resume, fork, _exit
  * hook_legacy.c the PyEval_SetProfile hook and per-thread installation
  * names.c       labels of code objects and built-ins, at first sight
  * pyapi.c       run-time CPython API
@@ -16,6 +17,7 @@
 #define PYPROF_PRELOAD_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "prof.h"
 #include "pyapi.h"
@@ -39,7 +41,31 @@ static inline const void *pyprof_cfunc_key(PyObject *fn) {
   return (const void *)(k ? k : 1);
 }
 
+/* main.c */
+#include "config.h"
+extern pyprof_config pyprof_cfg;  /* read-only after the constructor */
+extern pid_t pyprof_pid;          /* this process (updated after fork) */
+extern int pyprof_is_child;       /* a child of a profiled process */
+extern volatile int pyprof_paused; /* collection paused by the user */
+void pyprof_dump(void);           /* one .prof of everything so far */
+void pyprof_finish(int gil);      /* stop collecting, final dump */
+void pyprof_finish_at_exit(void); /* same, from _exit: no file if empty */
+void pyprof_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void pyprof_abandon(void);        /* stop collecting, no dump (GIL held) */
+int pyprof_started(void);
+int pyprof_finished(void);
+void pyprof_main_atfork(int phase); /* 0 prepare, 1 parent, 2 child */
+
+/* control.c */
+int pyprof_control_start(void);   /* handlers and dumper; GIL held */
+void pyprof_pause(int pause);     /* GIL held */
+
+/* names.c */
+void pyprof_names_atfork(int phase);
+
 /* hook_legacy.c */
+void pyprof_hook_atfork(int phase);
+extern __thread int pyprof_no_arm; /* this thread's states are not armed */
 int pyprof_hook_start(void);     /* current + existing threads; GIL held */
 void pyprof_hook_stop(void);     /* removes the hook everywhere; GIL held */
 pyprof_thread *pyprof_hook_self(void); /* this thread's state or NULL */

@@ -50,6 +50,10 @@ int pyprof_pyapi_load(void) {
   NEED(PyThreadState_Next);
   NEED(PyGILState_GetThisThreadState);
   NEED(PyGILState_Check);
+  NEED(PyGILState_Ensure);
+  NEED(PyGILState_Release);
+  NEED(Py_BuildValue);
+  NEED(PyObject_Call);
   if (!(py.PyCFunction_Type = dlsym(RTLD_DEFAULT, "PyCFunction_Type")) ||
       !(py.PyModule_Type = dlsym(RTLD_DEFAULT, "PyModule_Type")) ||
       !(py.Py_None = dlsym(RTLD_DEFAULT, "_Py_NoneStruct")))

@@ -66,6 +66,10 @@ typedef struct pyprof_pyapi {
   void *(*PyThreadState_Next)(void *tstate);
   void *(*PyGILState_GetThisThreadState)(void);
   int (*PyGILState_Check)(void);
+  int (*PyGILState_Ensure)(void);
+  void (*PyGILState_Release)(int);
+  PyObject *(*Py_BuildValue)(const char *, ...);
+  PyObject *(*PyObject_Call)(PyObject *, PyObject *, PyObject *);
   void *PyCFunction_Type, *PyModule_Type;
   PyObject *Py_None;
   /* 3.9+ (NULL on 3.8) */

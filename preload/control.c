@@ -1,0 +1,262 @@
+/*
+ * control.c -- the operator's controls: signals, pause/resume, fork, _exit.
+ *
+ * Signals (installed at start, each only if its disposition is still the
+ * default, so a handler the program installed, before or after, wins):
+ *   PYPROF_SIGNAL (default SIGUSR2)   write a snapshot, keep running
+ *   PYPROF_TOGGLE_SIGNAL              pause / resume collection
+ *   SIGTERM, SIGHUP, SIGQUIT, SIGINT  write the profile, then die by the
+ *                                     same signal with the default action
+ * Handlers only write one byte to a pipe (DESIGN.md principle 5); the
+ * dumper thread, which blocks every signal, does the work. It needs no GIL
+ * to dump (principle 4); pause/resume take the GIL.
+ *
+ * fork(): pthread_atfork takes every lock of the library in prepare so a
+ * child never inherits one held mid-update; the child drops the parent's
+ * statistics (keeping the forking thread's stack) and writes its own file.
+ * A child of os.fork() gets a pipe and dumper of its own from Python's
+ * after-fork hook; a child forked in C to exec something (subprocess)
+ * gets none. _exit() (how multiprocessing children end) is interposed to
+ * write the file first; an _exit with nothing profiled writes nothing.
+ *
+ * Shared state: `ctl_pipe` is written by handlers (write(2) only) and
+ * read by the dumper. A fork child closes the parent's pipe (handlers then
+ * fail with EBADF, harmlessly) before making its own.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "preload.h"
+
+#define MSG_SNAPSHOT 1
+#define MSG_TOGGLE 2
+#define MSG_FATAL 3 /* followed by the signal number in the same byte */
+
+static int ctl_pipe[2] = {-1, -1};
+static int fatal_sigs[] = {SIGTERM, SIGHUP, SIGQUIT, SIGINT};
+static volatile sig_atomic_t fatal_pending; /* a fatal signal is handled */
+
+/* Async-signal-safe: write(2) of one byte, errno preserved. */
+static void post(unsigned char msg) {
+  int saved = errno;
+  ssize_t w = write(ctl_pipe[1], &msg, 1);
+  (void)w; /* a full pipe already holds a request */
+  errno = saved;
+}
+
+/* Async-signal-safe. */
+static void on_snapshot(int sig) {
+  (void)sig;
+  post(MSG_SNAPSHOT);
+}
+
+/* Async-signal-safe. */
+static void on_toggle(int sig) {
+  (void)sig;
+  post(MSG_TOGGLE);
+}
+
+/* Async-signal-safe: the dumper writes the file and re-raises. */
+static void on_fatal(int sig) {
+  if (fatal_pending) return;
+  fatal_pending = sig;
+  post((unsigned char)(MSG_FATAL | (sig << 2)));
+}
+
+/* Dies by `sig` with its default action. */
+static void die_by(int sig) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  sigaction(sig, &sa, NULL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+  kill(getpid(), sig);
+  /* The default action of these signals ends the process; this is not
+   * reached unless something blocks it elsewhere. */
+}
+
+/* Pause or resume with the GIL, from the dumper thread. */
+static void toggle(void) {
+  if (pyprof_finished() || !py.Py_IsInitialized()) return;
+  int st = py.PyGILState_Ensure();
+  if (!pyprof_finished()) pyprof_pause(!pyprof_paused);
+  py.PyGILState_Release(st);
+}
+
+static void *dumper_main(void *arg) {
+  (void)arg;
+  pyprof_no_arm = 1;
+  for (;;) {
+    unsigned char msg;
+    ssize_t r = read(ctl_pipe[0], &msg, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return NULL;
+    switch (msg & 3) {
+    case MSG_SNAPSHOT:
+      if (!pyprof_finished()) pyprof_dump();
+      break;
+    case MSG_TOGGLE:
+      toggle();
+      break;
+    case MSG_FATAL:
+      pyprof_finish(0);
+      die_by(msg >> 2);
+      break;
+    }
+  }
+}
+
+/* Creates the pipe and the dumper thread, which blocks all signals. */
+static int dumper_start(void) {
+  if (pipe2(ctl_pipe, O_CLOEXEC) < 0) return -1;
+  fcntl(ctl_pipe[1], F_SETFL, O_NONBLOCK);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t th;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 256 * 1024);
+  int rc = pthread_create(&th, &at, dumper_main, NULL);
+  pthread_attr_destroy(&at);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    close(ctl_pipe[0]);
+    close(ctl_pipe[1]);
+    ctl_pipe[0] = ctl_pipe[1] = -1;
+    return -1;
+  }
+  return 0;
+}
+
+/* Installs `fn` for `sig` if nobody has a handler for it. Returns 1 if
+ * installed, 0 if the program's disposition was kept. */
+static int take_signal(int sig, void (*fn)(int)) {
+  struct sigaction old, sa;
+  if (sigaction(sig, NULL, &old) < 0) return 0;
+  if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL) return 0;
+  if (old.sa_flags & SA_SIGINFO) return 0;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = fn;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  return sigaction(sig, &sa, NULL) == 0;
+}
+
+static void install_signals(void) {
+  if (pyprof_cfg.snap_signal && !take_signal(pyprof_cfg.snap_signal, on_snapshot))
+    pyprof_say("signal %d already has a handler; snapshots on signal are off",
+             pyprof_cfg.snap_signal);
+  if (pyprof_cfg.toggle_signal &&
+      !take_signal(pyprof_cfg.toggle_signal, on_toggle))
+    pyprof_say("signal %d already has a handler; pause/resume by signal is off",
+             pyprof_cfg.toggle_signal);
+  for (size_t i = 0; i < sizeof fatal_sigs / sizeof *fatal_sigs; i++)
+    if (fatal_sigs[i] != pyprof_cfg.snap_signal &&
+        fatal_sigs[i] != pyprof_cfg.toggle_signal)
+      take_signal(fatal_sigs[i], on_fatal);
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+static void atfork_prepare(void) {
+  pyprof_main_atfork(0);
+  pyprof_names_atfork(0);
+  pyprof_hook_atfork(0);
+  pyprof_core_lock();
+}
+
+static void atfork_parent(void) {
+  pyprof_core_unlock();
+  pyprof_hook_atfork(1);
+  pyprof_names_atfork(1);
+  pyprof_main_atfork(1);
+}
+
+static void atfork_child(void) {
+  pyprof_fork_child(pyprof_hook_self());
+  pyprof_core_unlock();
+  pyprof_hook_atfork(2);
+  pyprof_names_atfork(2);
+  pyprof_main_atfork(2);
+  pyprof_snapshot_init();
+  if (ctl_pipe[0] >= 0) {
+    int r = ctl_pipe[0], w = ctl_pipe[1];
+    ctl_pipe[0] = ctl_pipe[1] = -1;
+    close(r);
+    close(w);
+  }
+}
+
+/* Python's os.register_at_fork(after_in_child=…): the child of os.fork()
+ * gets its own dumper, or with PYPROF_CHILDREN=0 stops profiling and
+ * writes nothing. GIL held. */
+static PyObject *after_fork_child(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  if (!pyprof_cfg.children) pyprof_abandon();
+  else if (pyprof_started() && !pyprof_finished() && dumper_start() < 0)
+    pyprof_say("cannot start the dumper thread in the child; no snapshots "
+               "on signal");
+  py.Py_IncRef(py.Py_None);
+  return py.Py_None;
+}
+
+static PyMethodDef after_fork_def = {"_pyprof_after_fork", after_fork_child,
+                                     PY_METH_NOARGS, NULL};
+
+static void register_python_fork_hook(void) {
+  PyObject *fn = py.PyCFunction_NewEx(&after_fork_def, NULL, NULL);
+  PyObject *os = fn ? py.PyImport_ImportModule("os") : NULL;
+  PyObject *reg = os ? py.PyObject_GetAttrString(os, "register_at_fork") : NULL;
+  PyObject *kw = reg ? py.Py_BuildValue("{s:O}", "after_in_child", fn) : NULL;
+  PyObject *args = kw ? py.Py_BuildValue("()") : NULL;
+  PyObject *r = args ? py.PyObject_Call(reg, args, kw) : NULL;
+  if (!r) py.PyErr_Clear();
+  PyObject *all[] = {r, args, kw, reg, os, fn};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    if (all[i]) py.Py_DecRef(all[i]);
+}
+
+int pyprof_control_start(void) {
+  static int once;
+  if (!once) {
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    once = 1;
+  }
+  register_python_fork_hook();
+  if (dumper_start() < 0) {
+    pyprof_say("cannot start the dumper thread (%s); no snapshots on signal",
+             strerror(errno));
+    return -1;
+  }
+  install_signals();
+  return 0;
+}
+
+/* ---- _exit ----------------------------------------------------------------- */
+
+/* Interposed: os._exit() (multiprocessing's children) and C code ending
+ * the process without exit(). The file is written first, unless this is a
+ * vfork()ed child, which shares the parent's memory (its pid differs from
+ * the one we know) and must touch nothing. */
+__attribute__((visibility("default"), noreturn)) void _exit(int status) {
+  static void (*real)(int);
+  if (!real) *(void **)&real = dlsym(RTLD_NEXT, "_exit");
+  if (getpid() == pyprof_pid) pyprof_finish_at_exit();
+  real(status);
+  __builtin_unreachable();
+}
+
+__attribute__((visibility("default"), noreturn)) void _Exit(int status) {
+  _exit(status);
+}
