@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h> /* rename() only: no stdio streams here */
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifndef PATH_MAX
@@ -213,9 +214,17 @@ static int dump_fill_tmp(int fd, const void *data, size_t len) {
 }
 
 /* Writes `len` bytes to `path` atomically (see dump.h). Uses only
- * async-signal-safe calls and no heap, so a crash handler may call it. */
+ * async-signal-safe calls and no heap, so a crash handler may call it.
+ * Refuses (EINVAL) a target that exists and is not a regular file: a
+ * rename would replace it, and as root /dev/full or a FIFO is no place to
+ * put a profile. */
 int pyprof_write_atomic(const char *path, const void *data, size_t len) {
   char tmp[PATH_MAX + 64];
+  struct stat st;
+  if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+    return -1;
+  }
   int fd = dump_open_tmp(path, tmp);
   if (fd < 0) return -1;
   if (dump_fill_tmp(fd, data, len) != 0 || rename(tmp, path) != 0) {

@@ -129,7 +129,8 @@ static void dump(int skip_empty) {
   }
   dump_seq++;
   if (pyprof_write_atomic(path, b.data, b.len) < 0)
-    pyprof_say("cannot write %s: %s", path, strerror(errno));
+    pyprof_say("cannot write %s: %s", path,
+               errno == EINVAL ? "not a regular file" : strerror(errno));
   else if (!pyprof_cfg.quiet)
     pyprof_say("wrote %s (%zu functions)", path, s.nrows);
 out_snap:

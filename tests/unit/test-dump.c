@@ -513,6 +513,25 @@ TEST_IMPL(atomic_write_rename_fails) {
   return TEST_OK;
 }
 
+/* A target that is not a regular file (a FIFO here; /dev/full as root in
+ * real life) is refused, left as it was, and no temporary file remains. */
+TEST_IMPL(atomic_write_not_regular) {
+  char dir[512], path[600];
+  ASSERT_EQ_I(make_tmpdir(dir, sizeof dir), 0);
+  snprintf(path, sizeof path, "%s/fifo.prof", dir);
+  ASSERT_EQ_I(mkfifo(path, 0600), 0);
+  errno = 0;
+  ASSERT_EQ_I(pyprof_write_atomic(path, "abc", 3), -1);
+  ASSERT_EQ_I(errno, EINVAL);
+  struct stat st;
+  ASSERT_EQ_I(lstat(path, &st), 0);
+  ASSERT(S_ISFIFO(st.st_mode));
+  ASSERT_EQ_I(count_entries(dir), 1);
+  unlink(path);
+  remove_tmpdir(dir);
+  return TEST_OK;
+}
+
 /* write() fails half-way (file size limit): -1 with EFBIG, the old file
  * is untouched, and the temporary file is gone. */
 TEST_IMPL(atomic_write_write_fails) {
@@ -558,5 +577,6 @@ TEST_MAIN(TEST_ENTRY(encode_two_functions) TEST_ENTRY(uncalled_are_omitted)
                       TEST_ENTRY(atomic_write_no_dir) TEST_ENTRY(atomic_write_proc)
                           TEST_ENTRY(atomic_write_readonly_dir)
                               TEST_ENTRY(atomic_write_rename_fails)
+                              TEST_ENTRY(atomic_write_not_regular)
                                   TEST_ENTRY(atomic_write_write_fails)
                                       TEST_ENTRY(atomic_write_long_path))
