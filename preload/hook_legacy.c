@@ -231,6 +231,12 @@ int pyprof_hook_start(void) {
   return 0;
 }
 
+void pyprof_hook_self_install(int on) {
+  interp = py.PyInterpreterState_Main();
+  known_head = py.PyInterpreterState_ThreadHead(interp);
+  py.PyEval_SetProfile(on ? hook : NULL, NULL);
+}
+
 void pyprof_hook_stop(void) {
   for (void *ts = py.PyInterpreterState_ThreadHead(interp); ts;
        ts = py.PyThreadState_Next(ts)) {

@@ -238,7 +238,9 @@ static void start(void) {
   started = 1;
   PyObject *et, *ev, *tb;
   py.PyErr_Fetch(&et, &ev, &tb);
-  if (pyprof_cfg.bias > 0) {
+  if (pyprof_cfg.bias_auto) {
+    pyprof_clk.bias = pyprof_calibrate();
+  } else if (pyprof_cfg.bias > 0) {
     double tick = pyprof_clock_tick_seconds();
     pyprof_clk.bias = (uint64_t)(pyprof_cfg.bias / tick + 0.5);
   }
@@ -314,11 +316,6 @@ __attribute__((constructor)) static void pyprof_init(void) {
     return;
   }
   choose_template();
-  if (pyprof_cfg.bias_auto) {
-    pyprof_say("PYPROF_BIAS=auto is not available yet; give seconds per event; "
-        "not profiling");
-    return;
-  }
   pyprof_clock_init(pyprof_cfg.timer);
   if (py.PySys_AddAuditHook(audit_hook, NULL) != 0) {
     pyprof_say("cannot add an audit hook; not profiling");

@@ -63,7 +63,12 @@ void pyprof_pause(int pause);     /* GIL held */
 /* names.c */
 void pyprof_names_atfork(int phase);
 
+/* calibrate.c: bias in ticks per event for PYPROF_BIAS=auto. GIL held,
+ * before profiling starts. */
+uint64_t pyprof_calibrate(void);
+
 /* hook_legacy.c */
+void pyprof_hook_self_install(int on); /* this thread only; GIL held */
 void pyprof_hook_atfork(int phase);
 extern __thread int pyprof_no_arm; /* this thread's states are not armed */
 int pyprof_hook_start(void);     /* current + existing threads; GIL held */

@@ -54,6 +54,13 @@ int pyprof_pyapi_load(void) {
   NEED(PyGILState_Release);
   NEED(Py_BuildValue);
   NEED(PyObject_Call);
+  NEED(PyObject_CallFunction);
+  NEED(PyEval_EvalCode);
+  NEED(PyDict_New);
+  NEED(PyDict_GetItemString);
+  NEED(PyDict_SetItemString);
+  NEED(PyEval_GetBuiltins);
+  NEED(Py_CompileString);
   if (!(py.PyCFunction_Type = dlsym(RTLD_DEFAULT, "PyCFunction_Type")) ||
       !(py.PyModule_Type = dlsym(RTLD_DEFAULT, "PyModule_Type")) ||
       !(py.Py_None = dlsym(RTLD_DEFAULT, "_Py_NoneStruct")))

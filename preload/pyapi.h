@@ -70,6 +70,13 @@ typedef struct pyprof_pyapi {
   void (*PyGILState_Release)(int);
   PyObject *(*Py_BuildValue)(const char *, ...);
   PyObject *(*PyObject_Call)(PyObject *, PyObject *, PyObject *);
+  PyObject *(*PyObject_CallFunction)(PyObject *, const char *, ...);
+  PyObject *(*Py_CompileString)(const char *, const char *, int);
+  PyObject *(*PyEval_EvalCode)(PyObject *, PyObject *, PyObject *);
+  PyObject *(*PyDict_New)(void);
+  PyObject *(*PyDict_GetItemString)(PyObject *, const char *);
+  int (*PyDict_SetItemString)(PyObject *, const char *, PyObject *);
+  PyObject *(*PyEval_GetBuiltins)(void);
   void *PyCFunction_Type, *PyModule_Type;
   PyObject *Py_None;
   /* 3.9+ (NULL on 3.8) */
