@@ -14,7 +14,7 @@
 static const char *const known[] = {
     "PYPROF_OUT", "PYPROF_QUIET", "PYPROF_TIMER", "PYPROF_BIAS",
     "PYPROF_SIGNAL", "PYPROF_TOGGLE_SIGNAL", "PYPROF_START",
-    "PYPROF_CHILDREN",
+    "PYPROF_CHILDREN", "PYPROF_HOOK",
     "PYPROF_ROOT_PID", /* set by the library for child processes */
     "PYPROF_LIB",      /* read by scripts/pyprof only */
     NULL};
@@ -209,6 +209,17 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
     snprintf(err, errlen, "invalid PYPROF_ROOT_PID='%s' (set by libpyprof "
              "for child processes: a pid)", v);
     return -1;
+  }
+  if ((v = get("PYPROF_HOOK"))) {
+    static const char *const hooks[] = {"auto", "legacy", "monitoring"};
+    c->hook = -1;
+    for (int i = 0; i < 3; i++)
+      if (strcmp(v, hooks[i]) == 0) c->hook = i;
+    if (c->hook < 0) {
+      snprintf(err, errlen, "invalid PYPROF_HOOK='%s' (expected auto, legacy "
+               "or monitoring)", v);
+      return -1;
+    }
   }
   v = get("PYPROF_OUT");
   if (!v) v = "pyprof.%p.prof";

@@ -16,6 +16,8 @@
 
 #define PYPROF_PATH_MAX 4096
 
+enum { PYPROF_HOOK_AUTO, PYPROF_HOOK_LEGACY, PYPROF_HOOK_MONITORING };
+
 typedef struct pyprof_config {
   char out[PYPROF_PATH_MAX]; /* output template, absolute after load */
   int quiet;                 /* no "wrote ..." line */
@@ -27,6 +29,7 @@ typedef struct pyprof_config {
   int start_paused;          /* PYPROF_START=paused */
   int children;              /* profile child processes */
   long root_pid;             /* PYPROF_ROOT_PID, 0 if unset */
+  int hook;                  /* PYPROF_HOOK: PYPROF_HOOK_* */
 } pyprof_config;
 
 /* Parses a signal: a name with or without "SIG" (USR1, SIGUSR2, HUP),

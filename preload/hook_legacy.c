@@ -34,7 +34,8 @@
 
 #include "preload.h"
 
-static __thread pyprof_thread *pyprof_tls; /* this thread's engine state */
+__thread pyprof_thread *pyprof_tls; /* this thread's engine state */
+int pyprof_use_monitoring;          /* sys.monitoring path (3.12+) */
 static pthread_key_t tls_key;              /* retires it at thread exit */
 static void *interp;                       /* the main interpreter */
 static void *known_head;                   /* thread list head last seen */
@@ -72,7 +73,7 @@ static int armed_remove(void *ts) {
 
 /* First event of this thread: creates its state; on 3.12+ redoes an
  * arming through the API (GIL held now). */
-static pyprof_thread *attach(void) {
+pyprof_thread *pyprof_attach(void) {
   if (armed_ts) {
     void *ts = armed_ts;
     armed_ts = NULL;
@@ -121,7 +122,7 @@ static int hook(PyObject *self_, void *frame, int what, PyObject *arg) {
   (void)self_;
   if (__builtin_expect(!pyprof_on, 0)) return 0;
   pyprof_thread *t = pyprof_tls;
-  if (__builtin_expect(!t, 0) && !(t = attach())) return 0;
+  if (__builtin_expect(!t, 0) && !(t = pyprof_attach())) return 0;
   uint64_t now = pyprof_vclock_enter(&t->clock, pyprof_clock_read());
   switch (what) {
   case PyTrace_CALL: {
@@ -160,7 +161,9 @@ static int hook(PyObject *self_, void *frame, int what, PyObject *arg) {
 /* Arms a thread state that was just bound to the calling thread (see the
  * top of this file). No GIL: only plain stores into the fresh state. */
 static void arm(void *ts) {
-  if (!pyprof_on || pyprof_no_arm || pyprof_get_profile(ts)) return;
+  if (!pyprof_on || pyprof_no_arm || pyprof_use_monitoring ||
+      pyprof_get_profile(ts))
+    return;
   char *p = ts;
   if (py.minor >= 12) {
     pthread_mutex_lock(&armed_lock);
@@ -221,6 +224,10 @@ int pyprof_hook_start(void) {
     if (pthread_key_create(&tls_key, retire) != 0) return -1;
     key_made = 1;
   }
+  if (pyprof_use_monitoring) {
+    pyprof_mon_set(1);
+    return 0;
+  }
   interp = py.PyInterpreterState_Main();
   void *self = py.PyGILState_GetThisThreadState();
   py.PyEval_SetProfile(hook, NULL);
@@ -232,12 +239,20 @@ int pyprof_hook_start(void) {
 }
 
 void pyprof_hook_self_install(int on) {
+  if (pyprof_use_monitoring) {
+    pyprof_mon_set(on);
+    return;
+  }
   interp = py.PyInterpreterState_Main();
   known_head = py.PyInterpreterState_ThreadHead(interp);
   py.PyEval_SetProfile(on ? hook : NULL, NULL);
 }
 
 void pyprof_hook_stop(void) {
+  if (pyprof_use_monitoring) {
+    pyprof_mon_set(0);
+    return;
+  }
   for (void *ts = py.PyInterpreterState_ThreadHead(interp); ts;
        ts = py.PyThreadState_Next(ts)) {
     if (pyprof_get_profile(ts) != hook) continue;

@@ -115,6 +115,7 @@ static void dump(int skip_empty) {
       {"pid", pid_s},
       {"threads", thr_s},
       {"dropped_events", drop_s},
+      {"hook", pyprof_use_monitoring ? "sys.monitoring" : "PyEval_SetProfile"},
   };
   if (pyprof_pstats_encode(&b, &s, tick, meta, sizeof meta / sizeof *meta) <
       0) {
@@ -238,6 +239,14 @@ static void start(void) {
   started = 1;
   PyObject *et, *ev, *tb;
   py.PyErr_Fetch(&et, &ev, &tb);
+  if (pyprof_cfg.hook != PYPROF_HOOK_LEGACY && py.minor >= 12) {
+    if (pyprof_mon_init() == 0) pyprof_use_monitoring = 1;
+    else if (pyprof_cfg.hook == PYPROF_HOOK_MONITORING)
+      pyprof_say("sys.monitoring has no free tool id; using the profile hook");
+  } else if (pyprof_cfg.hook == PYPROF_HOOK_MONITORING) {
+    pyprof_say("PYPROF_HOOK=monitoring needs Python 3.12+; using the profile "
+               "hook");
+  }
   if (pyprof_cfg.bias_auto) {
     pyprof_clk.bias = pyprof_calibrate();
   } else if (pyprof_cfg.bias > 0) {

@@ -67,7 +67,14 @@ void pyprof_names_atfork(int phase);
  * before profiling starts. */
 uint64_t pyprof_calibrate(void);
 
-/* hook_legacy.c */
+/* hook_monitoring.c (3.12+) */
+int pyprof_mon_init(void);        /* own tool id and callbacks; GIL held */
+void pyprof_mon_set(int on);      /* all events on/off; GIL held */
+
+/* hook_legacy.c: thread state, and the dispatch between the two paths */
+extern __thread pyprof_thread *pyprof_tls; /* this thread's engine state */
+pyprof_thread *pyprof_attach(void);        /* creates it (first event) */
+extern int pyprof_use_monitoring;          /* chosen once at start */
 void pyprof_hook_self_install(int on); /* this thread only; GIL held */
 void pyprof_hook_atfork(int phase);
 extern __thread int pyprof_no_arm; /* this thread's states are not armed */

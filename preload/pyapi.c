@@ -85,6 +85,7 @@ int pyprof_pyapi_load(void) {
   else if (py.minor == 10) py.ts_cframe_off = 48, py.ts_root_cframe_off = 264;
   else if (py.minor == 11) py.ts_cframe_off = 56, py.ts_root_cframe_off = 336;
   py.PyCMethod_Type = dlsym(RTLD_DEFAULT, "PyCMethod_Type");
+  py.PyMethodDescr_Type = dlsym(RTLD_DEFAULT, "PyMethodDescr_Type");
   if (py.minor <= 10) {
     py.frame_code_off = 32;
   } else {

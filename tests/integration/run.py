@@ -116,12 +116,18 @@ def base_env():
     return env
 
 
+# --hook: the PYPROF_HOOK every profiled run gets (None: the default).
+HOOK = None
+
+
 def run(argv, cwd, lib=None, env=None, stdin=b"", timeout=CHILD_TIMEOUT):
     """Run argv in cwd, with `lib` preloaded if given, `env` added."""
     full = base_env()
     extra = dict(env or {})
     if lib:
         extra["LD_PRELOAD"] = lib
+        if HOOK:
+            extra.setdefault("PYPROF_HOOK", HOOK)
     full.update(extra)
     proc = subprocess.Popen(argv, cwd=cwd, env=full, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -826,7 +832,11 @@ def main():
     ap.add_argument("--python", default="none",
                     help="interpreter label (%s), or none for nonpython" % ", ".join(INTERPRETERS))
     ap.add_argument("--workdir", required=True, help="scratch directory (emptied first)")
+    ap.add_argument("--hook", choices=["legacy", "monitoring"],
+                    help="PYPROF_HOOK for every profiled run (default: the library's)")
     args = ap.parse_args()
+    global HOOK
+    HOOK = args.hook
 
     lib = os.path.abspath(args.lib)
     if not os.path.isfile(lib):
