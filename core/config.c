@@ -95,6 +95,25 @@ int pyprof_template_check(const char *tmpl) {
   return 0;
 }
 
+int pyprof_template_has_pid(const char *tmpl) {
+  for (const char *p = tmpl; *p; p++)
+    if (*p == '%' && *++p == 'p') return 1;
+    else if (!*p) break;
+  return 0;
+}
+
+/* Copies `s` into `buf` at *pos with every % doubled, so that a directory
+ * name is never read as a template. Returns 0 or -1 if it does not fit. */
+static int put_escaped(const char *s, char *buf, size_t len, size_t *pos) {
+  for (; *s; s++) {
+    if (*pos + 2 >= len) return -1;
+    if (*s == '%') buf[(*pos)++] = '%';
+    buf[(*pos)++] = *s;
+  }
+  buf[*pos] = '\0';
+  return 0;
+}
+
 /* Appends the decimal digits of `v` at *pos. Async-signal-safe. */
 static int put_num(unsigned long v, char *buf, size_t len, size_t *pos) {
   char tmp[24];
@@ -229,9 +248,11 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
              "unix time, %%%% percent)", v);
     return -1;
   }
-  int w = v[0] == '/' ? snprintf(c->out, sizeof c->out, "%s", v)
-                      : snprintf(c->out, sizeof c->out, "%s/%s", cwd, v);
-  if (w < 0 || (size_t)w >= sizeof c->out) {
+  size_t pos = 0;
+  int rc = v[0] == '/' ? 0 : put_escaped(cwd, c->out, sizeof c->out, &pos);
+  if (rc == 0 && v[0] != '/') rc = put_escaped("/", c->out, sizeof c->out, &pos);
+  int w = rc < 0 ? -1 : snprintf(c->out + pos, sizeof c->out - pos, "%s", v);
+  if (w < 0 || pos + (size_t)w >= sizeof c->out) {
     snprintf(err, errlen, "invalid PYPROF_OUT: path too long");
     return -1;
   }

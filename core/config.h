@@ -46,6 +46,9 @@ int pyprof_parse_seconds(const char *s, double *out);
  * %% a percent sign; nothing else may follow a %. Returns 0 or -1. */
 int pyprof_template_check(const char *tmpl);
 
+/* Whether `tmpl` contains a %p (not a %%p). */
+int pyprof_template_has_pid(const char *tmpl);
+
 /* Expands `tmpl` into `buf` (size `len`). Returns 0, or -1 if it does not
  * fit. Async-signal-safe (no stdio, no allocation). */
 int pyprof_template_expand(const char *tmpl, long pid, unsigned long n,

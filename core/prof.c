@@ -39,6 +39,8 @@
 #define REG_CHUNK (1u << REG_CHUNK_BITS)
 #define REG_MAX_CHUNKS 4096 /* 16M functions */
 
+__thread int pyprof_busy __attribute__((tls_model("initial-exec")));
+
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static pyprof_func *reg_chunks[REG_MAX_CHUNKS]; /* fixed-size chunks */
 static volatile uint32_t reg_count;             /* published count */
@@ -76,7 +78,7 @@ static int reg_grow_index(void) {
 
 pyprof_fid pyprof_func_register(const char *file, int line, const char *name) {
   pyprof_fid fid = PYPROF_FID_NONE;
-  pthread_mutex_lock(&reg_lock);
+  pyprof_lock(&reg_lock);
   if ((reg_count + 1) * 2 > reg_index_mask && reg_grow_index() < 0) goto out;
   uint32_t i = (uint32_t)label_hash(file, line, name) & reg_index_mask;
   for (; reg_index[i]; i = (i + 1) & reg_index_mask) {
@@ -106,7 +108,7 @@ pyprof_fid pyprof_func_register(const char *file, int line, const char *name) {
   __atomic_store_n(&reg_count, n + 1, __ATOMIC_RELEASE); /* publish */
   fid = n;
 out:
-  pthread_mutex_unlock(&reg_lock);
+  pyprof_unlock(&reg_lock);
   return fid;
 }
 
@@ -146,10 +148,10 @@ pyprof_thread *pyprof_thread_new(uint64_t tid) {
   t->edge_mask = INIT_EDGES - 1;
   t->stack_cap = INIT_STACK;
   t->tid = tid;
-  pthread_mutex_lock(&threads_lock);
+  pyprof_lock(&threads_lock);
   t->next = threads_head;
   threads_head = t;
-  pthread_mutex_unlock(&threads_lock);
+  pyprof_unlock(&threads_lock);
   return t;
 }
 
@@ -494,7 +496,7 @@ int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
   a.rows = calloc((size_t)a.nfuncs + 1, sizeof *a.rows);
   if (!a.rows) return -1;
   int rc = 0;
-  pthread_mutex_lock(&threads_lock);
+  pyprof_lock(&threads_lock);
   for (pyprof_thread *t = threads_head; t; t = t->next)
     if (t != self) __atomic_store_n(&t->park, 1, __ATOMIC_SEQ_CST);
   if (membarrier_ok)
@@ -514,7 +516,7 @@ int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
     }
     tcopy_free(&c);
   }
-  pthread_mutex_unlock(&threads_lock);
+  pyprof_unlock(&threads_lock);
   if (rc < 0) {
     free(a.rows);
     free(a.edges);
@@ -543,7 +545,7 @@ void pyprof_snapshot_free(pyprof_snapshot *s) {
 }
 
 void pyprof_reset_all(void) {
-  pthread_mutex_lock(&threads_lock);
+  pyprof_lock(&threads_lock);
   for (pyprof_thread *t = threads_head; t; t = t->next) {
     for (uint32_t i = 0; i < t->nentries; i++) {
       pyprof_entry *e = &t->entries[i];
@@ -558,11 +560,11 @@ void pyprof_reset_all(void) {
     t->depth = 0;
     t->overflow = 0;
   }
-  pthread_mutex_unlock(&threads_lock);
+  pyprof_unlock(&threads_lock);
 }
 
 void pyprof_flush_all(uint64_t raw_now) {
-  pthread_mutex_lock(&threads_lock);
+  pyprof_lock(&threads_lock);
   for (pyprof_thread *t = threads_head; t; t = t->next) {
     uint64_t now = pyprof_vclock_peek(&t->clock, raw_now);
     pyprof_write_begin(t);
@@ -574,7 +576,7 @@ void pyprof_flush_all(uint64_t raw_now) {
     t->overflow = 0;
     pyprof_write_end(t);
   }
-  pthread_mutex_unlock(&threads_lock);
+  pyprof_unlock(&threads_lock);
 }
 
 /* Zeroes the counters of `t`, keeping stack-related depths. */
@@ -616,11 +618,11 @@ void pyprof_fork_child(pyprof_thread *self) {
 }
 
 void pyprof_core_lock(void) {
-  pthread_mutex_lock(&reg_lock);
-  pthread_mutex_lock(&threads_lock);
+  pyprof_lock(&reg_lock);
+  pyprof_lock(&threads_lock);
 }
 
 void pyprof_core_unlock(void) {
-  pthread_mutex_unlock(&threads_lock);
-  pthread_mutex_unlock(&reg_lock);
+  pyprof_unlock(&threads_lock);
+  pyprof_unlock(&reg_lock);
 }

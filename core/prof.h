@@ -26,7 +26,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include "clock.h"
+
+/* Locks of the library are taken through these, which count how many this
+ * thread holds: a fatal-signal handler reads the count (initial-exec TLS,
+ * so reading it is async-signal-safe) to know whether it may block the
+ * thread it interrupted without deadlocking the thread that writes the
+ * file. */
+extern __thread int pyprof_busy __attribute__((tls_model("initial-exec")));
+static inline void pyprof_lock(pthread_mutex_t *m) {
+  pyprof_busy++;
+  pthread_mutex_lock(m);
+}
+static inline void pyprof_unlock(pthread_mutex_t *m) {
+  pthread_mutex_unlock(m);
+  pyprof_busy--;
+}
 
 typedef uint32_t pyprof_fid; /* dense index into the function registry */
 #define PYPROF_FID_NONE UINT32_MAX

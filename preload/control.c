@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "preload.h"
@@ -39,7 +40,9 @@
 
 static int ctl_pipe[2] = {-1, -1};
 static int fatal_sigs[] = {SIGTERM, SIGHUP, SIGQUIT, SIGINT};
-static volatile sig_atomic_t fatal_pending; /* a fatal signal is handled */
+/* A fatal signal being handled: set by its handler; whoever ends the
+ * process through pyprof_finish*() dies by it (pyprof_die_if_fatal). */
+static volatile sig_atomic_t fatal_pending;
 
 /* Async-signal-safe: write(2) of one byte, errno preserved. */
 static void post(unsigned char msg) {
@@ -61,14 +64,32 @@ static void on_toggle(int sig) {
   post(MSG_TOGGLE);
 }
 
-/* Async-signal-safe: the dumper writes the file and re-raises. */
+/* Async-signal-safe: the dumper writes the file and re-raises. Meanwhile
+ * the interrupted thread must not go on running the program (a service
+ * would keep serving after SIGTERM), so it waits here for the end, unless
+ * it is inside the library (mid-event or holding a lock of ours: the
+ * dumper would wait for it). The wait is bounded (10 s) in case this
+ * thread holds a lock of the C library that the dumper also needs. */
 static void on_fatal(int sig) {
+  int saved = errno;
   if (fatal_pending) return;
   fatal_pending = sig;
   post((unsigned char)(MSG_FATAL | (sig << 2)));
+  pyprof_thread *t = pyprof_tls;
+  if (pyprof_busy == 0 && !(t && (t->seq & 1))) {
+    struct timespec d = {0, 10000000};
+    for (int i = 0; i < 1000; i++) nanosleep(&d, NULL);
+  }
+  errno = saved;
 }
 
 /* Dies by `sig` with its default action. */
+static void die_by(int sig);
+
+void pyprof_die_if_fatal(void) {
+  if (fatal_pending) die_by(fatal_pending);
+}
+
 static void die_by(int sig) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

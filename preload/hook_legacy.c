@@ -34,7 +34,8 @@
 
 #include "preload.h"
 
-__thread pyprof_thread *pyprof_tls; /* this thread's engine state */
+__thread pyprof_thread *pyprof_tls /* this thread's engine state */
+    __attribute__((tls_model("initial-exec")));
 int pyprof_use_monitoring;          /* sys.monitoring path (3.12+) */
 static pthread_key_t tls_key;              /* retires it at thread exit */
 static void *interp;                       /* the main interpreter */
@@ -60,14 +61,14 @@ static void retire(void *p) { pyprof_thread_retire(p); }
 
 static int armed_remove(void *ts) {
   int found = 0;
-  pthread_mutex_lock(&armed_lock);
+  pyprof_lock(&armed_lock);
   for (int i = 0; i < narmed; i++)
     if (armed[i] == ts) {
       armed[i] = armed[--narmed];
       found = 1;
       break;
     }
-  pthread_mutex_unlock(&armed_lock);
+  pyprof_unlock(&armed_lock);
   return found;
 }
 
@@ -166,10 +167,10 @@ static void arm(void *ts) {
     return;
   char *p = ts;
   if (py.minor >= 12) {
-    pthread_mutex_lock(&armed_lock);
+    pyprof_lock(&armed_lock);
     int ok = narmed < MAX_ARMED;
     if (ok) armed[narmed++] = ts;
-    pthread_mutex_unlock(&armed_lock);
+    pyprof_unlock(&armed_lock);
     if (!ok) return;
     armed_ts = ts;
   } else if (py.ts_use_tracing_off) {
@@ -265,9 +266,9 @@ void pyprof_hook_stop(void) {
 
 void pyprof_hook_atfork(int phase) {
   if (phase == 0) {
-    pthread_mutex_lock(&armed_lock);
+    pyprof_lock(&armed_lock);
     return;
   }
   if (phase == 2) narmed = 0; /* those states belong to the parent */
-  pthread_mutex_unlock(&armed_lock);
+  pyprof_unlock(&armed_lock);
 }

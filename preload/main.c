@@ -69,7 +69,7 @@ void pyprof_say(const char *fmt, ...) {
  * before the extension, so no two processes write the same file. */
 static void choose_template(void) {
   const char *t = pyprof_cfg.out;
-  if (!pyprof_is_child || strstr(t, "%p")) {
+  if (!pyprof_is_child || pyprof_template_has_pid(t)) {
     snprintf(out_tmpl, sizeof out_tmpl, "%s", t);
     return;
   }
@@ -83,7 +83,7 @@ static void choose_template(void) {
  * call was recorded. Safe without the GIL: reads only engine data.
  * Serialised by dump_lock. */
 static void dump(int skip_empty) {
-  pthread_mutex_lock(&dump_lock);
+  pyprof_lock(&dump_lock);
   pyprof_snapshot s;
   pyprof_buf b;
   pyprof_buf_init(&b);
@@ -133,12 +133,13 @@ static void dump(int skip_empty) {
     pyprof_say("cannot write %s: %s", path,
                errno == EINVAL ? "not a regular file" : strerror(errno));
   else if (!pyprof_cfg.quiet)
-    pyprof_say("wrote %s (%zu functions)", path, s.nrows);
+    pyprof_say("wrote %s (%zu function%s)", path, s.nrows,
+               s.nrows == 1 ? "" : "s");
 out_snap:
   pyprof_snapshot_free(&s);
 out:
   pyprof_buf_free(&b);
-  pthread_mutex_unlock(&dump_lock);
+  pyprof_unlock(&dump_lock);
 }
 
 void pyprof_dump(void) { dump(0); }
@@ -149,14 +150,17 @@ void pyprof_dump(void) { dump(0); }
 static pthread_mutex_t finish_lock = PTHREAD_MUTEX_INITIALIZER;
 static void finish(int gil, int skip_empty) {
   if (!started) return;
-  pthread_mutex_lock(&finish_lock);
+  pyprof_lock(&finish_lock);
   if (!finished) {
     finished = 1;
     pyprof_on = 0;
     if (gil) pyprof_hook_stop();
     dump(skip_empty);
   }
-  pthread_mutex_unlock(&finish_lock);
+  pyprof_unlock(&finish_lock);
+  /* The program may reach its end while the dumper writes the file of a
+   * SIGTERM: it must still die by that signal, not exit normally. */
+  pyprof_die_if_fatal();
 }
 
 void pyprof_finish(int gil) { finish(gil, 0); }
@@ -188,8 +192,8 @@ void pyprof_pause(int pause) {
 /* Around fork(): phase 0 prepare, 1 parent, 2 child. */
 void pyprof_main_atfork(int phase) {
   if (phase == 0) {
-    pthread_mutex_lock(&finish_lock);
-    pthread_mutex_lock(&dump_lock);
+    pyprof_lock(&finish_lock);
+    pyprof_lock(&dump_lock);
     return;
   }
   if (phase == 2) {
@@ -198,8 +202,8 @@ void pyprof_main_atfork(int phase) {
     dump_seq = 0;
     choose_template();
   }
-  pthread_mutex_unlock(&dump_lock);
-  pthread_mutex_unlock(&finish_lock);
+  pyprof_unlock(&dump_lock);
+  pyprof_unlock(&finish_lock);
 }
 
 /* Python atexit callback (a built-in we register). */

@@ -143,9 +143,9 @@ static pyprof_fid label_cfunc(PyObject *fn) {
 
 /* Shared by both kinds: cache, error state, reference. */
 static pyprof_fid name_of(const void *key, PyObject *obj, int is_code) {
-  pthread_mutex_lock(&cache_lock);
+  pyprof_lock(&cache_lock);
   pyprof_fid fid = cache_get(key);
-  pthread_mutex_unlock(&cache_lock);
+  pyprof_unlock(&cache_lock);
   if (fid != PYPROF_FID_NONE) return fid;
 
   PyObject *et, *ev, *tb;
@@ -154,12 +154,12 @@ static pyprof_fid name_of(const void *key, PyObject *obj, int is_code) {
   py.PyErr_Restore(et, ev, tb);
   if (fid == PYPROF_FID_NONE) return fid;
 
-  pthread_mutex_lock(&cache_lock);
+  pyprof_lock(&cache_lock);
   if (cache_get(key) == PYPROF_FID_NONE) {
     cache_put(key, fid);
     if (is_code) py.Py_IncRef(obj); /* keep the address ours */
   }
-  pthread_mutex_unlock(&cache_lock);
+  pyprof_unlock(&cache_lock);
   return fid;
 }
 
@@ -170,6 +170,6 @@ pyprof_fid pyprof_name_cfunc(PyObject *fn) {
 }
 
 void pyprof_names_atfork(int phase) {
-  if (phase == 0) pthread_mutex_lock(&cache_lock);
-  else pthread_mutex_unlock(&cache_lock);
+  if (phase == 0) pyprof_lock(&cache_lock);
+  else pyprof_unlock(&cache_lock);
 }

@@ -57,6 +57,7 @@ int pyprof_finished(void);
 void pyprof_main_atfork(int phase); /* 0 prepare, 1 parent, 2 child */
 
 /* control.c */
+void pyprof_die_if_fatal(void);   /* a fatal signal arrived: die by it */
 int pyprof_control_start(void);   /* handlers and dumper; GIL held */
 void pyprof_pause(int pause);     /* GIL held */
 
@@ -72,7 +73,8 @@ int pyprof_mon_init(void);        /* own tool id and callbacks; GIL held */
 void pyprof_mon_set(int on);      /* all events on/off; GIL held */
 
 /* hook_legacy.c: thread state, and the dispatch between the two paths */
-extern __thread pyprof_thread *pyprof_tls; /* this thread's engine state */
+extern __thread pyprof_thread *pyprof_tls /* this thread's engine state */
+    __attribute__((tls_model("initial-exec")));
 pyprof_thread *pyprof_attach(void);        /* creates it (first event) */
 extern int pyprof_use_monitoring;          /* chosen once at start */
 void pyprof_hook_self_install(int on); /* this thread only; GIL held */
