@@ -14,7 +14,7 @@
 static const char *const known[] = {
     "PYPROF_OUT", "PYPROF_QUIET", "PYPROF_TIMER", "PYPROF_BIAS",
     "PYPROF_SIGNAL", "PYPROF_TOGGLE_SIGNAL", "PYPROF_START",
-    "PYPROF_CHILDREN", "PYPROF_HOOK",
+    "PYPROF_CHILDREN", "PYPROF_HOOK", "PYPROF_PATHS",
     "PYPROF_ROOT_PID", /* set by the library for child processes */
     "PYPROF_LIB",      /* read by scripts/pyprof only */
     NULL};
@@ -165,6 +165,7 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
   c->timer = PYPROF_TIMER_WALL;
   c->snap_signal = SIGUSR2;
   c->children = 1;
+  c->paths = 1;
   for (; names && *names; names++) {
     const char *eq = strchr(*names, '=');
     size_t n = eq ? (size_t)(eq - *names) : strlen(*names);
@@ -227,6 +228,10 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
   if ((v = get("PYPROF_ROOT_PID")) && (c->root_pid = whole(v)) <= 0) {
     snprintf(err, errlen, "invalid PYPROF_ROOT_PID='%s' (set by libpyprof "
              "for child processes: a pid)", v);
+    return -1;
+  }
+  if ((v = get("PYPROF_PATHS")) && pyprof_parse_bool(v, &c->paths) < 0) {
+    snprintf(err, errlen, "invalid PYPROF_PATHS='%s' (expected 0 or 1)", v);
     return -1;
   }
   if ((v = get("PYPROF_HOOK"))) {

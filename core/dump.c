@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h> /* rename() only: no stdio streams here */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -132,6 +133,67 @@ int pyprof_pstats_encode(pyprof_buf *b, const pyprof_snapshot *s,
                          size_t nmeta) {
   dump_stats(b, s, tick_seconds);
   dump_meta(b, meta, nmeta);
+  return b->oom ? -1 : 0;
+}
+
+int pyprof_paths_encode(pyprof_buf *b, const pyprof_snapshot *s,
+                        double tick_seconds, int max_depth) {
+  /* Labels in order of first use; label_of[fid] = index+1. */
+  uint32_t nf = pyprof_func_count();
+  uint32_t *label_of = calloc((size_t)nf + 1, sizeof *label_of);
+  pyprof_fid *labels = malloc((s->npaths + 1) * sizeof *labels);
+  uint32_t nlabels = 0, trunc_label = 0;
+  if (!label_of || !labels) {
+    free(label_of);
+    free(labels);
+    return -1;
+  }
+  for (size_t i = 0; i < s->npaths; i++) {
+    pyprof_fid f = s->paths[i].fid;
+    if (f == PYPROF_FID_NONE || f >= nf) {
+      if (!trunc_label) labels[nlabels++] = PYPROF_FID_NONE, trunc_label = nlabels;
+    } else if (!label_of[f]) {
+      labels[nlabels++] = f;
+      label_of[f] = nlabels;
+    }
+  }
+  pyprof_m_dict_begin(b);
+  dump_cstr(b, "version");
+  pyprof_m_int(b, 1);
+  dump_cstr(b, "labels");
+  pyprof_m_list(b, nlabels);
+  for (uint32_t i = 0; i < nlabels; i++) {
+    const pyprof_func *fn = labels[i] == PYPROF_FID_NONE ? NULL
+                                                          : pyprof_func_get(labels[i]);
+    if (fn) {
+      dump_label(b, fn);
+    } else {
+      pyprof_m_tuple(b, 3);
+      dump_cstr(b, "~");
+      pyprof_m_int(b, 0);
+      dump_cstr(b, "[truncated]");
+    }
+  }
+  dump_cstr(b, "nodes");
+  pyprof_m_list(b, (uint32_t)s->npaths);
+  for (size_t i = 0; i < s->npaths; i++) {
+    const pyprof_path_row *p = &s->paths[i];
+    pyprof_fid f = p->fid;
+    uint32_t lab = (f == PYPROF_FID_NONE || f >= nf) ? trunc_label : label_of[f];
+    pyprof_m_tuple(b, 5);
+    pyprof_m_int(b, (int64_t)p->parent - 1);
+    pyprof_m_int(b, (int64_t)lab - 1);
+    dump_count(b, p->calls);
+    pyprof_m_float(b, (double)p->tt * tick_seconds);
+    pyprof_m_float(b, (double)p->ct * tick_seconds);
+  }
+  dump_cstr(b, "truncated");
+  dump_count(b, s->truncated);
+  dump_cstr(b, "max_depth");
+  pyprof_m_int(b, max_depth);
+  pyprof_m_dict_end(b);
+  free(label_of);
+  free(labels);
   return b->oom ? -1 : 0;
 }
 

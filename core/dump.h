@@ -27,6 +27,16 @@ int pyprof_pstats_encode(pyprof_buf *b, const pyprof_snapshot *s,
                          double tick_seconds, const pyprof_meta *meta,
                          size_t nmeta);
 
+/* Appends the calling-context tree of `s` as a third marshal object:
+ *   {"version": 1, "labels": [(file, line, name), ...],
+ *    "nodes": [(parent, label, calls, own_seconds, total_seconds), ...],
+ *    "truncated": n, "max_depth": d}
+ * parent is an index into nodes or -1; nodes come after their parents;
+ * "[truncated]" nodes have the label ("~", 0, "[truncated]").
+ * Returns 0, -1 on OOM. */
+int pyprof_paths_encode(pyprof_buf *b, const pyprof_snapshot *s,
+                        double tick_seconds, int max_depth);
+
 /* Writes `len` bytes to `path` atomically (tmp file + fsync + rename).
  * Returns 0, or -1 with errno set; on failure nothing is left at `path`
  * that was not there before and the temporary file is removed. */

@@ -30,6 +30,7 @@ enum {
   M_BINARY_FLOAT = 'g',
   M_UNICODE = 'u',
   M_TUPLE = '(',
+  M_LIST = '[',
   M_SMALL_TUPLE = ')',
   M_DICT = '{',
 };
@@ -120,6 +121,12 @@ void pyprof_m_tuple(pyprof_buf *b, uint32_t n) {
     buf_byte(b, M_TUPLE);
     buf_len32(b, n);
   }
+}
+
+/* A list header: then `n` items. */
+void pyprof_m_list(pyprof_buf *b, uint32_t n) {
+  buf_byte(b, M_LIST);
+  buf_len32(b, n);
 }
 
 /* ---- strings ------------------------------------------------------------ */

@@ -123,6 +123,8 @@ const pyprof_func *pyprof_func_get(pyprof_fid fid) {
 
 /* ---- threads ------------------------------------------------------------- */
 
+int pyprof_paths_enabled = 1;
+
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static pyprof_thread *threads_head; /* all threads, newest first */
 
@@ -136,16 +138,19 @@ pyprof_thread *pyprof_thread_new(uint64_t tid) {
   t->slots = calloc(INIT_SLOTS, sizeof *t->slots);
   pyprof_vclock_start(&t->clock, pyprof_clock_read());
   t->edge_heads = calloc(INIT_EDGES, sizeof *t->edge_heads);
+  t->node_heads = calloc(INIT_EDGES, sizeof *t->node_heads);
   t->stack = malloc(INIT_STACK * sizeof *t->stack);
-  if (!t->slots || !t->edge_heads || !t->stack) {
+  if (!t->slots || !t->edge_heads || !t->node_heads || !t->stack) {
     free(t->slots);
     free(t->edge_heads);
+    free(t->node_heads);
     free(t->stack);
     free(t);
     return NULL;
   }
   t->slot_mask = INIT_SLOTS - 1;
   t->edge_mask = INIT_EDGES - 1;
+  t->node_mask = INIT_EDGES - 1;
   t->stack_cap = INIT_STACK;
   t->tid = tid;
   pyprof_lock(&threads_lock);
@@ -287,6 +292,64 @@ static uint32_t edge_get(pyprof_thread *t, uint32_t caller, uint32_t callee) {
   return ce->last_edge = t->nedges;
 }
 
+/* Doubles the node chains. Called inside a write section. */
+static int grow_node_heads(pyprof_thread *t) {
+  uint32_t nmask = t->node_mask * 2 + 1;
+  uint32_t *nh = calloc((size_t)nmask + 1, sizeof *nh);
+  if (!nh) return -1;
+  for (uint32_t k = 0; k < t->nnodes; k++) {
+    pyprof_node *n = &t->nodes[k];
+    uint32_t h = edge_hash(n->parent, n->entry) & nmask;
+    n->next = nh[h];
+    nh[h] = k + 1;
+  }
+  free(t->node_heads);
+  t->node_heads = nh;
+  t->node_mask = nmask;
+  return 0;
+}
+
+/* Finds or creates the node (parent, entry); index+1, 0 on failure. */
+static uint32_t node_find(pyprof_thread *t, uint32_t parent, uint32_t entry) {
+  uint32_t h = edge_hash(parent, entry) & t->node_mask;
+  for (uint32_t k = t->node_heads[h]; k; k = t->nodes[k - 1].next)
+    if (t->nodes[k - 1].parent == parent && t->nodes[k - 1].entry == entry)
+      return k;
+  if (t->nnodes >= PYPROF_PATH_NODES && entry != PYPROF_NODE_TRUNC) return 0;
+  if (t->nnodes >= t->node_mask && grow_node_heads(t) < 0) return 0;
+  if (t->nnodes == t->nodes_cap) {
+    uint32_t ncap = t->nodes_cap ? t->nodes_cap * 2 : 256;
+    pyprof_node *nn = realloc(t->nodes, ncap * sizeof *nn);
+    if (!nn) return 0;
+    t->nodes = nn;
+    t->nodes_cap = ncap;
+  }
+  pyprof_node *n = &t->nodes[t->nnodes];
+  memset(n, 0, sizeof *n);
+  n->parent = parent;
+  n->entry = entry;
+  h = edge_hash(parent, entry) & t->node_mask;
+  n->next = t->node_heads[h];
+  t->node_heads[h] = ++t->nnodes;
+  return t->nnodes;
+}
+
+/* The call-path node for a call of entry `idx` under `parent` (index+1,
+ * 0 at the root): cached per callee; past the depth cap, the parent's own
+ * node; past the node budget, the parent's "[truncated]" child. */
+static uint32_t node_get(pyprof_thread *t, uint32_t parent, uint32_t idx) {
+  if (t->depth >= PYPROF_PATH_DEPTH && parent) return parent;
+  pyprof_entry *e = &t->entries[idx];
+  if (e->last_node && t->nodes[e->last_node - 1].parent == parent &&
+      t->nodes[e->last_node - 1].entry == idx)
+    return e->last_node;
+  uint32_t k = node_find(t, parent, idx);
+  if (k) return e->last_node = k;
+  t->truncated++;
+  k = node_find(t, parent, PYPROF_NODE_TRUNC);
+  return k ? k : parent;
+}
+
 /* ---- enter / leave ------------------------------------------------------- */
 
 void pyprof_enter(pyprof_thread *t, pyprof_entry *e, uint64_t now) {
@@ -308,6 +371,11 @@ void pyprof_enter(pyprof_thread *t, pyprof_entry *e, uint64_t now) {
   f->edge = 0;
   f->t0 = now;
   f->subt = 0;
+  f->node = 0;
+  if (pyprof_paths_enabled) {
+    f->node = node_get(t, t->depth ? t->stack[t->depth - 1].node : 0, idx);
+    if (f->node) t->nodes[f->node - 1].active++;
+  }
   e->depth++;
   if (t->depth > 0) {
     uint32_t k = edge_get(t, t->stack[t->depth - 1].entry, idx);
@@ -331,8 +399,8 @@ void pyprof_enter_lost(pyprof_thread *t) {
  * leave and by snapshots, which run it on a copy). `parent` is the frame
  * below it or NULL. */
 static void complete(pyprof_entry *entries, pyprof_edge *edges,
-                     const pyprof_frame *f, pyprof_frame *parent,
-                     uint64_t now) {
+                     pyprof_node *nodes, const pyprof_frame *f,
+                     pyprof_frame *parent, uint64_t now) {
   uint64_t tt = now > f->t0 ? now - f->t0 : 0;
   uint64_t it = tt > f->subt ? tt - f->subt : 0;
   if (parent) parent->subt += tt;
@@ -348,6 +416,12 @@ static void complete(pyprof_entry *entries, pyprof_edge *edges,
     g->it += it;
     g->calls++;
   }
+  if (f->node) {
+    pyprof_node *n = &nodes[f->node - 1];
+    if (--n->active == 0) n->tt += tt;
+    n->it += it;
+    n->calls++;
+  }
 }
 
 void pyprof_leave(pyprof_thread *t, uint64_t now) {
@@ -355,7 +429,7 @@ void pyprof_leave(pyprof_thread *t, uint64_t now) {
   if (t->overflow) t->overflow--;
   else if (t->depth) {
     t->depth--;
-    complete(t->entries, t->edges, &t->stack[t->depth],
+    complete(t->entries, t->edges, t->nodes, &t->stack[t->depth],
              t->depth ? &t->stack[t->depth - 1] : NULL, now);
   }
   pyprof_write_end(t);
@@ -380,7 +454,9 @@ typedef struct tcopy {
   uint32_t nedges;
   pyprof_frame *stack;
   uint32_t depth;
-  uint64_t dropped;
+  pyprof_node *nodes;
+  uint32_t nnodes;
+  uint64_t dropped, truncated;
   pyprof_vclock clock;
 } tcopy;
 
@@ -388,6 +464,7 @@ static void tcopy_free(tcopy *c) {
   free(c->entries);
   free(c->edges);
   free(c->stack);
+  free(c->nodes);
   memset(c, 0, sizeof *c);
 }
 
@@ -398,11 +475,15 @@ static int copy_thread(const pyprof_thread *t, tcopy *c) {
   c->nedges = t->nedges;
   c->depth = t->depth;
   c->dropped = t->dropped;
+  c->truncated = t->truncated;
+  c->nnodes = t->nnodes;
   c->clock = t->clock;
   c->entries = malloc((c->nentries + 1) * sizeof *c->entries);
   c->edges = malloc((c->nedges + 1) * sizeof *c->edges);
   c->stack = malloc((c->depth + 1) * sizeof *c->stack);
-  if (!c->entries || !c->edges || !c->stack) return -1;
+  c->nodes = malloc((c->nnodes + 1) * sizeof *c->nodes);
+  if (!c->entries || !c->edges || !c->stack || !c->nodes) return -1;
+  memcpy(c->nodes, t->nodes, c->nnodes * sizeof *c->nodes);
   memcpy(c->entries, t->entries, c->nentries * sizeof *c->entries);
   memcpy(c->edges, t->edges, c->nedges * sizeof *c->edges);
   memcpy(c->stack, t->stack, c->depth * sizeof *c->stack);
@@ -425,12 +506,88 @@ typedef struct acc {
   uint32_t nfuncs;
   pyprof_edge_row *edges;
   size_t nedges, cap;
+  pyprof_path_row *paths; /* merged call paths */
+  uint32_t *path_next;    /* hash chains, parallel to paths */
+  uint32_t npaths, paths_cap;
+  uint32_t *path_heads;
+  uint32_t path_mask;
+  uint64_t truncated;
 } acc;
+
+/* Rebuilds the merged paths' hash chains with twice the heads. */
+static int acc_grow_heads(acc *a) {
+  uint32_t nmask = a->path_mask ? a->path_mask * 2 + 1 : 1023;
+  uint32_t *nh = calloc((size_t)nmask + 1, sizeof *nh);
+  if (!nh) return -1;
+  for (uint32_t k = 0; k < a->npaths; k++) {
+    uint32_t h = edge_hash(a->paths[k].parent, a->paths[k].fid) & nmask;
+    a->path_next[k] = nh[h];
+    nh[h] = k + 1;
+  }
+  free(a->path_heads);
+  a->path_heads = nh;
+  a->path_mask = nmask;
+  return 0;
+}
+
+/* The merged path (parent, fid), created if needed: index+1, 0 on OOM. */
+static uint32_t acc_path(acc *a, uint32_t parent, pyprof_fid fid) {
+  if (a->path_mask) {
+    uint32_t h = edge_hash(parent, fid) & a->path_mask;
+    for (uint32_t k = a->path_heads[h]; k; k = a->path_next[k - 1])
+      if (a->paths[k - 1].parent == parent && a->paths[k - 1].fid == fid)
+        return k;
+  }
+  if (a->npaths >= a->path_mask && acc_grow_heads(a) < 0) return 0;
+  if (a->npaths == a->paths_cap) {
+    uint32_t ncap = a->paths_cap ? a->paths_cap * 2 : 1024;
+    pyprof_path_row *np = realloc(a->paths, ncap * sizeof *np);
+    if (!np) return 0;
+    a->paths = np;
+    uint32_t *nn = realloc(a->path_next, ncap * sizeof *nn);
+    if (!nn) return 0;
+    a->path_next = nn;
+    a->paths_cap = ncap;
+  }
+  pyprof_path_row *r = &a->paths[a->npaths];
+  memset(r, 0, sizeof *r);
+  r->parent = parent;
+  r->fid = fid;
+  uint32_t h = edge_hash(parent, fid) & a->path_mask;
+  a->path_next[a->npaths] = a->path_heads[h];
+  a->path_heads[h] = ++a->npaths;
+  return a->npaths;
+}
+
+/* Merges one thread's tree into the snapshot's by path. Nodes come after
+ * their parents, so one pass maps every node. */
+static int acc_add_paths(acc *a, const tcopy *c) {
+  uint32_t *map = malloc(((size_t)c->nnodes + 1) * sizeof *map);
+  if (!map) return -1;
+  for (uint32_t k = 0; k < c->nnodes; k++) {
+    const pyprof_node *n = &c->nodes[k];
+    uint32_t parent = n->parent ? map[n->parent - 1] : 0;
+    pyprof_fid fid = n->entry == PYPROF_NODE_TRUNC ? PYPROF_FID_NONE
+                                                    : c->entries[n->entry].fid;
+    uint32_t m = acc_path(a, parent, fid);
+    if (!m) {
+      free(map);
+      return -1;
+    }
+    map[k] = m;
+    a->paths[m - 1].calls += n->calls;
+    a->paths[m - 1].tt += n->it;
+    a->paths[m - 1].ct += n->tt;
+  }
+  a->truncated += c->truncated;
+  free(map);
+  return 0;
+}
 
 static int acc_add_thread(acc *a, tcopy *c, uint64_t now) {
   /* Count activations still on the stack as returning at `now`. */
   for (uint32_t d = c->depth; d-- > 0;)
-    complete(c->entries, c->edges, &c->stack[d], d ? &c->stack[d - 1] : NULL,
+    complete(c->entries, c->edges, c->nodes, &c->stack[d], d ? &c->stack[d - 1] : NULL,
              now);
   for (uint32_t i = 0; i < c->nentries; i++) {
     const pyprof_entry *e = &c->entries[i];
@@ -459,7 +616,7 @@ static int acc_add_thread(acc *a, tcopy *c, uint64_t now) {
     r->tt = g->it;
     r->ct = g->tt;
   }
-  return 0;
+  return acc_add_paths(a, c);
 }
 
 static int edge_cmp(const void *x, const void *y) {
@@ -517,9 +674,12 @@ int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
     tcopy_free(&c);
   }
   pyprof_unlock(&threads_lock);
+  free(a.path_heads);
+  free(a.path_next);
   if (rc < 0) {
     free(a.rows);
     free(a.edges);
+    free(a.paths);
     return -1;
   }
   merge_edges(&a);
@@ -535,12 +695,16 @@ int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
   s->nrows = w;
   s->edges = a.edges;
   s->nedges = a.nedges;
+  s->paths = a.paths;
+  s->npaths = a.npaths;
+  s->truncated = a.truncated;
   return 0;
 }
 
 void pyprof_snapshot_free(pyprof_snapshot *s) {
   free(s->rows);
   free(s->edges);
+  free(s->paths);
   memset(s, 0, sizeof *s);
 }
 
@@ -557,6 +721,12 @@ void pyprof_reset_all(void) {
       g->calls = g->rcalls = g->tt = g->it = 0;
       g->depth = 0;
     }
+    for (uint32_t k = 0; k < t->nnodes; k++) {
+      pyprof_node *n = &t->nodes[k];
+      n->calls = n->tt = n->it = 0;
+      n->active = 0;
+    }
+    t->truncated = 0;
     t->depth = 0;
     t->overflow = 0;
   }
@@ -570,7 +740,7 @@ void pyprof_flush_all(uint64_t raw_now) {
     pyprof_write_begin(t);
     while (t->depth) {
       t->depth--;
-      complete(t->entries, t->edges, &t->stack[t->depth],
+      complete(t->entries, t->edges, t->nodes, &t->stack[t->depth],
                t->depth ? &t->stack[t->depth - 1] : NULL, now);
     }
     t->overflow = 0;
@@ -589,7 +759,12 @@ static void zero_counts(pyprof_thread *t) {
     pyprof_edge *g = &t->edges[k];
     g->calls = g->rcalls = g->tt = g->it = 0;
   }
+  for (uint32_t k = 0; k < t->nnodes; k++) {
+    pyprof_node *n = &t->nodes[k];
+    n->calls = n->tt = n->it = 0;
+  }
   t->dropped = 0;
+  t->truncated = 0;
 }
 
 void pyprof_fork_child(pyprof_thread *self) {
@@ -600,6 +775,7 @@ void pyprof_fork_child(pyprof_thread *self) {
     zero_counts(t);
     for (uint32_t i = 0; i < t->nentries; i++) t->entries[i].depth = 0;
     for (uint32_t k = 0; k < t->nedges; k++) t->edges[k].depth = 0;
+    for (uint32_t k = 0; k < t->nnodes; k++) t->nodes[k].active = 0;
     t->depth = 0;
     t->overflow = 0;
     t->park = 0;

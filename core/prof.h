@@ -76,6 +76,8 @@ typedef struct pyprof_entry {
   uint64_t tt;          /* total (cumulative) ticks, outermost only */
   uint64_t it;          /* inline ticks: own time, not in sub-calls */
   uint32_t last_edge;   /* hot-path cache: index+1 of last caller edge */
+  uint32_t last_node;   /* hot-path cache: index+1 of last path node */
+  uint32_t pad_;
 } pyprof_entry;
 
 /* A slot of a thread's lookup table: an interpreter key (code object,
@@ -101,7 +103,24 @@ typedef struct pyprof_frame {
   uint32_t edge;        /* index+1 of the caller->callee edge, 0 if none */
   uint64_t t0;          /* virtual ticks at entry */
   uint64_t subt;        /* ticks spent in completed sub-calls */
+  uint32_t node;        /* index+1 of its call-path node, 0 if none */
+  uint32_t pad_;
 } pyprof_frame;
+
+/* A node of a thread's calling-context tree: one call path. */
+typedef struct pyprof_node {
+  uint32_t parent;      /* index+1 of the parent node, 0 for a root */
+  uint32_t entry;       /* function's entry index, or PYPROF_NODE_TRUNC */
+  uint32_t next;        /* hash chain (index+1) */
+  uint32_t active;      /* activations of this node on the stack */
+  uint64_t calls, tt, it; /* completed calls, total ticks (outermost), own */
+} pyprof_node;
+#define PYPROF_NODE_TRUNC UINT32_MAX
+
+/* Call-path recording (PYPROF_PATHS); set before threads start. */
+extern int pyprof_paths_enabled;
+#define PYPROF_PATH_DEPTH 256      /* deeper calls stay on the node there */
+#define PYPROF_PATH_NODES 500000u  /* per thread; then "[truncated]" */
 
 /* Everything the profiler knows about one OS thread. Written only by that
  * thread (see the rules at the top); read by snapshots under `seq`. */
@@ -125,6 +144,12 @@ typedef struct pyprof_thread {
   uint32_t nedges, edges_cap;
   uint32_t *edge_heads;   /* chains by hash of (caller, callee) */
   uint32_t edge_mask;
+
+  pyprof_node *nodes;     /* calling-context tree, dense */
+  uint32_t nnodes, nodes_cap;
+  uint32_t *node_heads;   /* chains by hash of (parent, entry) */
+  uint32_t node_mask;
+  uint64_t truncated;     /* activations without a node of their own */
 
   uint64_t dropped;       /* events lost to allocation failure */
   uint64_t tid;           /* OS thread id, for display */
@@ -200,6 +225,13 @@ typedef struct pyprof_edge_row {
   uint64_t nc, cc, tt, ct;
 } pyprof_edge_row;
 
+/* One call path merged over all threads. */
+typedef struct pyprof_path_row {
+  uint32_t parent;      /* index+1 in the snapshot's paths, 0 = root */
+  pyprof_fid fid;       /* PYPROF_FID_NONE for "[truncated]" */
+  uint64_t calls, tt, ct; /* own ticks (tt) and total ticks (ct) */
+} pyprof_path_row;
+
 typedef struct pyprof_snapshot {
   pyprof_row *rows;            /* sorted by fid; only functions with calls */
   size_t nrows;
@@ -207,6 +239,9 @@ typedef struct pyprof_snapshot {
   size_t nedges;
   uint64_t dropped;            /* events lost to allocation failure */
   uint32_t nthreads;           /* threads that contributed */
+  pyprof_path_row *paths;      /* parents before children */
+  size_t npaths;
+  uint64_t truncated;          /* activations charged to "[truncated]" */
 } pyprof_snapshot;
 
 /* Takes a consistent snapshot of every thread. Activations still on a

@@ -118,7 +118,9 @@ static void dump(int skip_empty) {
       {"hook", pyprof_use_monitoring ? "sys.monitoring" : "PyEval_SetProfile"},
   };
   if (pyprof_pstats_encode(&b, &s, tick, meta, sizeof meta / sizeof *meta) <
-      0) {
+          0 ||
+      (pyprof_paths_enabled &&
+       pyprof_paths_encode(&b, &s, tick, PYPROF_PATH_DEPTH) < 0)) {
     pyprof_say("out of memory while encoding the profile; no profile written");
     goto out_snap;
   }
@@ -330,6 +332,7 @@ __attribute__((constructor)) static void pyprof_init(void) {
   }
   choose_template();
   pyprof_clock_init(pyprof_cfg.timer);
+  pyprof_paths_enabled = pyprof_cfg.paths;
   if (py.PySys_AddAuditHook(audit_hook, NULL) != 0) {
     pyprof_say("cannot add an audit hook; not profiling");
     return;

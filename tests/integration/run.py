@@ -217,6 +217,39 @@ def schema_problems(stats):
     return problems
 
 
+def tree_problems(buf, stats):
+    """Checks the optional third object, the calling-context tree: its
+    shape, parents before children, labels known to the stats dict, and
+    calls per label adding up to the stats' ncalls (every activation has
+    exactly one node, unless truncated)."""
+    try:
+        tree = marshal.load(buf)
+    except (EOFError, ValueError, TypeError) as e:
+        return ["bytes after the metadata are not a marshal object: %s" % e]
+    if not (isinstance(tree, dict) and tree.get("version") == 1):
+        return ["third marshal object is not a call-path tree: %r" % (type(tree),)]
+    labels, nodes = tree.get("labels"), tree.get("nodes")
+    if not isinstance(labels, list) or not isinstance(nodes, list):
+        return ["call-path tree without labels/nodes lists"]
+    out = []
+    calls = {}
+    for i, n in enumerate(nodes):
+        if not (isinstance(n, tuple) and len(n) == 5 and -1 <= n[0] < i
+                and 0 <= n[1] < len(labels)):
+            out.append("call-path node %d malformed or before its parent: %r" % (i, n))
+            break
+        if not (n[4] >= n[3] >= 0):
+            out.append("call-path node %d: total %r < own %r" % (i, n[4], n[3]))
+        calls[labels[n[1]]] = calls.get(labels[n[1]], 0) + n[2]
+    if not out and tree.get("truncated") == 0 and tree.get("max_depth", 0) >= 64:
+        for label, nc in calls.items():
+            if nc and (label not in stats or stats[label][1] != nc):
+                out.append("call paths give %s %d calls, stats %r"
+                           % (label, nc, stats.get(label, (None, None))[1]))
+                break
+    return out
+
+
 def load_prof(path):
     """First marshal object of a .prof file, after checking its shape and the
     optional trailing metadata object.  Fatal when unreadable."""
@@ -240,8 +273,10 @@ def load_prof(path):
             if not (isinstance(meta, dict) and all(isinstance(k, str) and isinstance(v, str)
                                                    for k, v in meta.items())):
                 problems.append("second marshal object is not a dict of str->str: %r" % (meta,))
+            if buf.tell() < len(data):
+                problems.extend(tree_problems(buf, stats))
             if buf.tell() != len(data):
-                problems.append("%d stray bytes after the metadata object"
+                problems.append("%d stray bytes after the call-path object"
                                 % (len(data) - buf.tell()))
     if problems:
         for p in problems[:30]:

@@ -227,7 +227,7 @@ TEST_IMPL(encode_two_functions) {
   pyprof_row rows[] = {{f, 1, 1, 100, 3000}, {g, 3, 2, 2900, 2900}};
   pyprof_edge_row edges[] = {{f, g, 2, 2, 2000, 2900},
                              {g, g, 1, 0, 900, 1400}};
-  pyprof_snapshot s = {rows, 2, edges, 2, 0, 1};
+  pyprof_snapshot s = {.rows = rows, .nrows = 2, .edges = edges, .nedges = 2, .dropped = 0, .nthreads = 1};
   sort_snapshot(&s);
   pyprof_meta meta[] = {{"timer", "wall"}, {"bias", "0"}, {"x", NULL}};
 
@@ -286,7 +286,7 @@ TEST_IMPL(uncalled_are_omitted) {
       {x, g, 1, 1, 1, 1}, /* caller has no row */
       {f, u, 0, 0, 0, 0}, /* edge without calls */
   };
-  pyprof_snapshot s = {rows, 4, edges, 6, 0, 1};
+  pyprof_snapshot s = {.rows = rows, .nrows = 4, .edges = edges, .nedges = 6, .dropped = 0, .nthreads = 1};
   sort_snapshot(&s);
 
   pyprof_buf b;
@@ -320,7 +320,7 @@ TEST_IMPL(duplicate_edges_are_summed) {
   pyprof_fid g = pyprof_func_register("/t/dup.py", 2, "g");
   pyprof_row rows[] = {{f, 1, 1, 1, 10}, {g, 5, 5, 9, 9}};
   pyprof_edge_row edges[] = {{f, g, 2, 2, 4, 4}, {f, g, 3, 3, 5, 5}};
-  pyprof_snapshot s = {rows, 2, edges, 2, 0, 1};
+  pyprof_snapshot s = {.rows = rows, .nrows = 2, .edges = edges, .nedges = 2, .dropped = 0, .nthreads = 1};
   sort_snapshot(&s);
   pyprof_buf b;
   pyprof_buf_init(&b);
@@ -344,7 +344,7 @@ TEST_IMPL(duplicate_edges_are_summed) {
  * checks that encoding appends to what the buffer already holds. */
 TEST_IMPL(empty_snapshot) {
   static const unsigned char want[] = {'N', '{', '0', '{', '0'};
-  pyprof_snapshot s = {NULL, 0, NULL, 0, 0, 0};
+  pyprof_snapshot s = {.rows = NULL, .nrows = 0, .edges = NULL, .nedges = 0, .dropped = 0, .nthreads = 0};
   pyprof_buf b;
   pyprof_buf_init(&b);
   pyprof_m_none(&b);
@@ -363,7 +363,7 @@ TEST_IMPL(builtin_and_big_values) {
   uint64_t big = UINT64_C(5000000000); /* needs the long form */
   pyprof_row rows[] = {{f, big, big, big, big}, {g, 1, 1, 1, 1}};
   pyprof_edge_row edges[] = {{g, f, big, big, big, big}};
-  pyprof_snapshot s = {rows, 2, edges, 1, 0, 1};
+  pyprof_snapshot s = {.rows = rows, .nrows = 2, .edges = edges, .nedges = 1, .dropped = 0, .nthreads = 1};
   sort_snapshot(&s);
   pyprof_buf b;
   pyprof_buf_init(&b);

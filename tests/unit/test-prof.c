@@ -245,6 +245,82 @@ TEST_IMPL(tables_grow) {
   return TEST_OK;
 }
 
+/* The calling-context tree keeps a->b->c apart from a->d->c; past the
+ * depth cap, calls stay on the node at the cap (total time counted once). */
+static const pyprof_path_row *path_row(const pyprof_snapshot *s,
+                                       const char *const *names, int n) {
+  uint32_t parent = 0;
+  const pyprof_path_row *r = NULL;
+  for (int k = 0; k < n; k++) {
+    r = NULL;
+    for (size_t i = 0; i < s->npaths && !r; i++)
+      if (s->paths[i].parent == parent && s->paths[i].fid != PYPROF_FID_NONE &&
+          strcmp(pyprof_func_get(s->paths[i].fid)->name, names[k]) == 0) {
+        r = &s->paths[i];
+        parent = (uint32_t)i + 1;
+      }
+    if (!r) return NULL;
+  }
+  return r;
+}
+
+TEST_IMPL(call_paths) {
+  pyprof_thread *t = pyprof_thread_new(8);
+  pyprof_entry *a = ent(t, 1, "pa"), *b = ent(t, 2, "pb"), *c = ent(t, 3, "pc"),
+               *d = ent(t, 4, "pd");
+  uint64_t now = 0;
+  pyprof_enter(t, a, now);
+  pyprof_enter(t, b, now += 1);
+  pyprof_enter(t, c, now += 1);
+  pyprof_leave(t, now += 2); /* pc under pb: 2 */
+  pyprof_leave(t, now += 1);
+  pyprof_enter(t, d, now += 1);
+  for (int i = 0; i < 3; i++) {
+    pyprof_enter(t, c, now += 1);
+    pyprof_leave(t, now += 5); /* pc under pd: 3 x 5 */
+  }
+  pyprof_leave(t, now += 1);
+  pyprof_leave(t, now += 1);
+  pyprof_snapshot s;
+  ASSERT_EQ_I(snap(&s, t, now), 0);
+  const char *abc[] = {"pa", "pb", "pc"}, *adc[] = {"pa", "pd", "pc"};
+  const pyprof_path_row *r1 = path_row(&s, abc, 3), *r2 = path_row(&s, adc, 3);
+  ASSERT(r1 && r2);
+  ASSERT_EQ_U(r1->calls, 1);
+  ASSERT_EQ_U(r1->tt, 2);
+  ASSERT_EQ_U(r2->calls, 3);
+  ASSERT_EQ_U(r2->tt, 15);
+  ASSERT_EQ_U(r2->ct, 15);
+  ASSERT_EQ_U(path_row(&s, abc, 1)->ct, now);
+  pyprof_snapshot_free(&s);
+  pyprof_thread_retire(t);
+  pyprof_reset_all();
+
+  /* Recursion deeper than the cap: one node per level up to the cap. */
+  t = pyprof_thread_new(9);
+  pyprof_entry *r = ent(t, 5, "deep");
+  int levels = PYPROF_PATH_DEPTH + 50;
+  for (int i = 0; i < levels; i++) pyprof_enter(t, r, (uint64_t)i);
+  for (int i = 0; i < levels; i++) pyprof_leave(t, (uint64_t)(levels + i));
+  ASSERT_EQ_I(snap(&s, t, 2 * (uint64_t)levels), 0);
+  size_t deep = 0;
+  uint64_t calls = 0, root_ct = 0;
+  pyprof_fid fdeep = pyprof_lookup(t, KEY(5))->fid;
+  for (size_t i = 0; i < s.npaths; i++)
+    if (s.paths[i].fid == fdeep) {
+      deep++;
+      calls += s.paths[i].calls;
+      if (s.paths[i].parent == 0) root_ct = s.paths[i].ct;
+    }
+  ASSERT_EQ_U(deep, PYPROF_PATH_DEPTH);
+  ASSERT_EQ_U(calls, (uint64_t)levels);
+  ASSERT_EQ_U(root_ct, 2 * (uint64_t)levels - 1);
+  pyprof_snapshot_free(&s);
+  pyprof_thread_retire(t);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 #define WORKERS 4
@@ -336,5 +412,5 @@ TEST_IMPL(concurrent_snapshots) {
 TEST_MAIN(TEST_ENTRY(nested_calls) TEST_ENTRY(direct_recursion)
               TEST_ENTRY(mutual_recursion) TEST_ENTRY(leave_on_empty_stack)
                   TEST_ENTRY(snapshot_of_active_frames)
-                      TEST_ENTRY(keys_sharing_a_label) TEST_ENTRY(tables_grow)
+                      TEST_ENTRY(keys_sharing_a_label) TEST_ENTRY(tables_grow) TEST_ENTRY(call_paths)
                           TEST_ENTRY(concurrent_snapshots))
