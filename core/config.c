@@ -15,7 +15,9 @@ static const char *const known[] = {
     "PYPROF_OUT", "PYPROF_QUIET", "PYPROF_TIMER", "PYPROF_BIAS",
     "PYPROF_SIGNAL", "PYPROF_TOGGLE_SIGNAL", "PYPROF_START",
     "PYPROF_CHILDREN", "PYPROF_HOOK", "PYPROF_PATHS",
+    "PYPROF_CRASH",
     "PYPROF_ROOT_PID", /* set by the library for child processes */
+    "PYPROF_EXECED",   /* set by the library before os.exec* */
     "PYPROF_LIB",      /* read by scripts/pyprof only */
     NULL};
 
@@ -166,10 +168,11 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
   c->snap_signal = SIGUSR2;
   c->children = 1;
   c->paths = 1;
+  c->crash = 1;
   for (; names && *names; names++) {
     const char *eq = strchr(*names, '=');
     size_t n = eq ? (size_t)(eq - *names) : strlen(*names);
-    if (n > 7 && strncmp(*names, "PYPROF_", 7) == 0 && !is_known(*names, n)) {
+    if (n >= 7 && strncmp(*names, "PYPROF_", 7) == 0 && !is_known(*names, n)) {
       snprintf(err, errlen,
                "unknown variable %.*s (see the README for PYPROF_* settings)",
                (int)n, *names);
@@ -221,6 +224,11 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
       return -1;
     }
   }
+  if (c->start_paused && !c->toggle_signal) {
+    snprintf(err, errlen, "PYPROF_START=paused needs PYPROF_TOGGLE_SIGNAL to "
+             "resume");
+    return -1;
+  }
   if ((v = get("PYPROF_CHILDREN")) && pyprof_parse_bool(v, &c->children) < 0) {
     snprintf(err, errlen, "invalid PYPROF_CHILDREN='%s' (expected 0 or 1)", v);
     return -1;
@@ -232,6 +240,10 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
   }
   if ((v = get("PYPROF_PATHS")) && pyprof_parse_bool(v, &c->paths) < 0) {
     snprintf(err, errlen, "invalid PYPROF_PATHS='%s' (expected 0 or 1)", v);
+    return -1;
+  }
+  if ((v = get("PYPROF_CRASH")) && pyprof_parse_bool(v, &c->crash) < 0) {
+    snprintf(err, errlen, "invalid PYPROF_CRASH='%s' (expected 0 or 1)", v);
     return -1;
   }
   if ((v = get("PYPROF_HOOK"))) {

@@ -31,6 +31,7 @@ typedef struct pyprof_config {
   long root_pid;             /* PYPROF_ROOT_PID, 0 if unset */
   int hook;                  /* PYPROF_HOOK: PYPROF_HOOK_* */
   int paths;                 /* record call paths (PYPROF_PATHS) */
+  int crash;                 /* crash reports (PYPROF_CRASH) */
 } pyprof_config;
 
 /* Parses a signal: a name with or without "SIG" (USR1, SIGUSR2, HUP),

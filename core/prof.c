@@ -492,9 +492,29 @@ static int copy_thread(const pyprof_thread *t, tcopy *c) {
 
 /* Takes a consistent copy of another thread's tables (protocol above):
  * the caller has set `park` and issued the barrier. */
+uint64_t pyprof_snapshot_patience_ns;
+
+pyprof_thread *pyprof_threads_head(void) {
+  return __atomic_load_n(&threads_head, __ATOMIC_ACQUIRE);
+}
+
+/* Whether `t` finished its event within the patience (always, without). */
+static int wait_even(pyprof_thread *t) {
+  uint64_t limit = pyprof_snapshot_patience_ns, t0 = 0;
+  if (limit) t0 = pyprof__ts_ns(CLOCK_MONOTONIC);
+  while (__atomic_load_n(&t->seq, __ATOMIC_ACQUIRE) & 1) {
+    if (limit && pyprof__ts_ns(CLOCK_MONOTONIC) - t0 > limit) return 0;
+    sched_yield();
+  }
+  return 1;
+}
+
 static int snapshot_thread(pyprof_thread *t, pyprof_thread *self, tcopy *c) {
   if (t == self) return copy_thread(t, c);
-  while (__atomic_load_n(&t->seq, __ATOMIC_ACQUIRE) & 1) sched_yield();
+  if (!wait_even(t)) { /* left out: stuck mid-event (crash dump only) */
+    __atomic_store_n(&t->park, 0, __ATOMIC_RELEASE);
+    return 0;
+  }
   int rc = copy_thread(t, c);
   __atomic_store_n(&t->park, 0, __ATOMIC_RELEASE);
   return rc;

@@ -255,6 +255,16 @@ int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
                          uint64_t raw_now);
 void pyprof_snapshot_free(pyprof_snapshot *s);
 
+/* The newest thread; follow ->next. Read without a lock (threads are
+ * only ever added at the head and never freed): for crash reports and
+ * live stacks, which read stacks defensively. Async-signal-safe. */
+pyprof_thread *pyprof_threads_head(void);
+
+/* When set, a snapshot waits at most this long (ns) for a thread that is
+ * in the middle of an event, then leaves that thread out: for the dump of
+ * a crashing process, whose faulting thread may never finish its event. */
+extern uint64_t pyprof_snapshot_patience_ns;
+
 /* Forgets all statistics of every thread (registry is kept). Only safe
  * when no thread is inside pyprof_enter/leave and stacks are empty. */
 void pyprof_reset_all(void);

@@ -26,19 +26,34 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "preload.h"
 
+/* One byte per request: the type in the low 3 bits, a signal number
+ * (MSG_FATAL) in the others. */
 #define MSG_SNAPSHOT 1
 #define MSG_TOGGLE 2
-#define MSG_FATAL 3 /* followed by the signal number in the same byte */
+#define MSG_FATAL 3
+#define MSG_STACKS 4
+#define MSG_CRASH 5
+#define MSG_QUIT 6 /* the dumper thread ends (around os.fork) */
+#define MSG_TYPE(m) ((m) & 7)
+#define MSG_SIG(m) ((m) >> 3)
 
 static int ctl_pipe[2] = {-1, -1};
+static pthread_t dumper_th;       /* joinable; valid while dumper_running */
+static int dumper_running;        /* GIL held or fork handlers when written */
+static int py_fork;               /* an os.fork() is under way */
+static volatile pid_t dumper_tid; /* its kernel thread id */
+static int done_pipe[2] = {-1, -1}; /* the dumper says a crash dump is done */
 static int fatal_sigs[] = {SIGTERM, SIGHUP, SIGQUIT, SIGINT};
 /* A fatal signal being handled: set by its handler; whoever ends the
  * process through pyprof_finish*() dies by it (pyprof_die_if_fatal). */
@@ -52,10 +67,26 @@ static void post(unsigned char msg) {
   errno = saved;
 }
 
-/* Async-signal-safe. */
-static void on_snapshot(int sig) {
+/* Async-signal-safe. A sigqueue(2) with PYPROF_STACKS_REQUEST asks for
+ * the live stacks instead of a snapshot (`pyprof stacks PID`). */
+static void on_snapshot(int sig, siginfo_t *si, void *uc) {
   (void)sig;
-  post(MSG_SNAPSHOT);
+  (void)uc;
+  if (si && si->si_code == SI_QUEUE &&
+      si->si_value.sival_int == PYPROF_STACKS_REQUEST)
+    post(MSG_STACKS);
+  else
+    post(MSG_SNAPSHOT);
+}
+
+/* Async-signal-safe: asks the dumper for the profile of a crashing process
+ * and waits for it, at most `timeout_ms`. */
+void pyprof_control_crash_dump(int timeout_ms) {
+  if (ctl_pipe[1] < 0 || done_pipe[0] < 0) return;
+  post(MSG_CRASH);
+  struct pollfd p = {.fd = done_pipe[0], .events = POLLIN};
+  while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR) {
+  }
 }
 
 /* Async-signal-safe. */
@@ -74,7 +105,7 @@ static void on_fatal(int sig) {
   int saved = errno;
   if (fatal_pending) return;
   fatal_pending = sig;
-  post((unsigned char)(MSG_FATAL | (sig << 2)));
+  post((unsigned char)(MSG_FATAL | (sig << 3)));
   pyprof_thread *t = pyprof_tls;
   if (pyprof_busy == 0 && !(t && (t->seq & 1))) {
     struct timespec d = {0, 10000000};
@@ -115,12 +146,13 @@ static void toggle(void) {
 static void *dumper_main(void *arg) {
   (void)arg;
   pyprof_no_arm = 1;
+  dumper_tid = (pid_t)syscall(SYS_gettid);
   for (;;) {
     unsigned char msg;
     ssize_t r = read(ctl_pipe[0], &msg, 1);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) return NULL;
-    switch (msg & 3) {
+    switch (MSG_TYPE(msg)) {
     case MSG_SNAPSHOT:
       if (!pyprof_finished()) pyprof_dump();
       break;
@@ -129,52 +161,108 @@ static void *dumper_main(void *arg) {
       break;
     case MSG_FATAL:
       pyprof_finish(0);
-      die_by(msg >> 2);
+      die_by(MSG_SIG(msg));
       break;
+    case MSG_STACKS:
+      pyprof_write_stacks();
+      break;
+    case MSG_QUIT:
+      return NULL;
+    case MSG_CRASH: {
+      pyprof_snapshot_patience_ns = 200000000; /* the faulting thread may
+                                                  be stuck mid-event */
+      pyprof_dump();
+      unsigned char one = 1;
+      ssize_t w = write(done_pipe[1], &one, 1);
+      (void)w;
+      break;
+    }
     }
   }
 }
 
-/* Creates the pipe and the dumper thread, which blocks all signals. */
+/* Starts the dumper thread (all signals blocked), creating the pipes if
+ * needed. */
 static int dumper_start(void) {
-  if (pipe2(ctl_pipe, O_CLOEXEC) < 0) return -1;
-  fcntl(ctl_pipe[1], F_SETFL, O_NONBLOCK);
+  if (dumper_running) return 0;
+  if (ctl_pipe[0] < 0) {
+    if (pipe2(ctl_pipe, O_CLOEXEC) < 0) return -1;
+    fcntl(ctl_pipe[1], F_SETFL, O_NONBLOCK);
+  }
+  if (done_pipe[0] < 0 && pipe2(done_pipe, O_CLOEXEC) < 0)
+    done_pipe[0] = done_pipe[1] = -1;
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pthread_t th;
   pthread_attr_t at;
   pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&at, 256 * 1024);
-  int rc = pthread_create(&th, &at, dumper_main, NULL);
+  int rc = pthread_create(&dumper_th, &at, dumper_main, NULL);
   pthread_attr_destroy(&at);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) {
-    close(ctl_pipe[0]);
-    close(ctl_pipe[1]);
-    ctl_pipe[0] = ctl_pipe[1] = -1;
+    errno = rc;
     return -1;
   }
+  dumper_running = 1;
   return 0;
 }
 
-/* Installs `fn` for `sig` if nobody has a handler for it. Returns 1 if
- * installed, 0 if the program's disposition was kept. */
-static int take_signal(int sig, void (*fn)(int)) {
+static void restart_dumper(void) {
+  if (dumper_start() < 0)
+    pyprof_say("cannot restart the dumper thread after fork; no snapshots "
+               "on signal");
+}
+
+/* Ends the dumper thread, keeping the pipe: requests that arrive in the
+ * meantime wait there for the next dumper. GIL held: it is released while
+ * waiting, as the dumper may need it (pause/resume). */
+static void dumper_stop(void) {
+  if (!dumper_running) return;
+  unsigned char q = MSG_QUIT;
+  if (write(ctl_pipe[1], &q, 1) != 1) return; /* full: leave it running */
+  void *ts = py.PyEval_SaveThread();
+  pthread_join(dumper_th, NULL);
+  /* pthread_join returns when the thread has cleared its tid; the kernel
+   * drops it from the process's thread count (what CPython reads) a
+   * moment later. Wait for that, briefly. */
+  char task[64];
+  snprintf(task, sizeof task, "/proc/self/task/%ld", (long)dumper_tid);
+  for (int i = 0; i < 2000 && access(task, F_OK) == 0; i++) {
+    struct timespec d = {0, 25000};
+    nanosleep(&d, NULL);
+  }
+  py.PyEval_RestoreThread(ts);
+  dumper_running = 0;
+}
+
+/* Installs `fn` (or `fn3`, which takes siginfo) for `sig` if nobody has a
+ * handler for it. Returns 1 if installed, 0 if the program's disposition
+ * was kept. */
+static int take_signal3(int sig, void (*fn)(int),
+                        void (*fn3)(int, siginfo_t *, void *)) {
   struct sigaction old, sa;
   if (sigaction(sig, NULL, &old) < 0) return 0;
-  if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL) return 0;
-  if (old.sa_flags & SA_SIGINFO) return 0;
+  if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) return 0;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = fn;
-  sa.sa_flags = SA_RESTART;
+  if (fn3) {
+    sa.sa_sigaction = fn3;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
+  } else {
+    sa.sa_handler = fn;
+    sa.sa_flags = SA_RESTART;
+  }
   sigemptyset(&sa.sa_mask);
   return sigaction(sig, &sa, NULL) == 0;
 }
 
+static int take_signal(int sig, void (*fn)(int)) {
+  return take_signal3(sig, fn, NULL);
+}
+
 static void install_signals(void) {
-  if (pyprof_cfg.snap_signal && !take_signal(pyprof_cfg.snap_signal, on_snapshot))
+  if (pyprof_cfg.snap_signal &&
+      !take_signal3(pyprof_cfg.snap_signal, NULL, on_snapshot))
     pyprof_say("signal %d already has a handler; snapshots on signal are off",
              pyprof_cfg.snap_signal);
   if (pyprof_cfg.toggle_signal &&
@@ -204,6 +292,8 @@ static void atfork_parent(void) {
 }
 
 static void atfork_child(void) {
+  dumper_running = 0; /* threads do not survive fork */
+  py_fork = 0;
   pyprof_fork_child(pyprof_hook_self());
   pyprof_core_unlock();
   pyprof_hook_atfork(2);
@@ -216,6 +306,47 @@ static void atfork_child(void) {
     close(r);
     close(w);
   }
+  if (done_pipe[0] >= 0) {
+    int r = done_pipe[0], w = done_pipe[1];
+    done_pipe[0] = done_pipe[1] = -1;
+    close(r);
+    close(w);
+  }
+}
+
+/* Python's os.register_at_fork(before=…): CPython 3.12+ warns when a
+ * process with more than one OS thread calls os.fork(), so the dumper
+ * thread must not exist then; after_in_parent restarts it (after that
+ * check). A fork from C (subprocess) keeps it: nothing warns there. */
+static PyObject *before_fork(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  py_fork = 1;
+  dumper_stop();
+  py.Py_IncRef(py.Py_None);
+  return py.Py_None;
+}
+
+static PyObject *after_fork_parent(PyObject *self, PyObject *unused) {
+  (void)self;
+  (void)unused;
+  py_fork = 0;
+  /* 3.13 checks the thread count after these hooks, so the dumper comes
+   * back at the first profiler event instead (pyprof_on_slow). Paused,
+   * there are no events: restart it now (3.13 may then warn). */
+  if (pyprof_started() && !pyprof_finished()) {
+    if (pyprof_on == 1) pyprof_on = 2;
+    else restart_dumper();
+  }
+  py.Py_IncRef(py.Py_None);
+  return py.Py_None;
+}
+
+int pyprof_on_slow(void) {
+  if (pyprof_on != 2) return 0;
+  pyprof_on = 1;
+  restart_dumper();
+  return 1;
 }
 
 /* Python's os.register_at_fork(after_in_child=…): the child of os.fork()
@@ -232,18 +363,25 @@ static PyObject *after_fork_child(PyObject *self, PyObject *unused) {
   return py.Py_None;
 }
 
-static PyMethodDef after_fork_def = {"_pyprof_after_fork", after_fork_child,
-                                     PY_METH_NOARGS, NULL};
+static PyMethodDef fork_defs[] = {
+    {"_pyprof_before_fork", before_fork, PY_METH_NOARGS, NULL},
+    {"_pyprof_after_fork_parent", after_fork_parent, PY_METH_NOARGS, NULL},
+    {"_pyprof_after_fork_child", after_fork_child, PY_METH_NOARGS, NULL},
+};
 
 static void register_python_fork_hook(void) {
-  PyObject *fn = py.PyCFunction_NewEx(&after_fork_def, NULL, NULL);
-  PyObject *os = fn ? py.PyImport_ImportModule("os") : NULL;
+  PyObject *b = py.PyCFunction_NewEx(&fork_defs[0], NULL, NULL);
+  PyObject *p = py.PyCFunction_NewEx(&fork_defs[1], NULL, NULL);
+  PyObject *c = py.PyCFunction_NewEx(&fork_defs[2], NULL, NULL);
+  PyObject *os = b && p && c ? py.PyImport_ImportModule("os") : NULL;
   PyObject *reg = os ? py.PyObject_GetAttrString(os, "register_at_fork") : NULL;
-  PyObject *kw = reg ? py.Py_BuildValue("{s:O}", "after_in_child", fn) : NULL;
+  PyObject *kw = reg ? py.Py_BuildValue("{s:O,s:O,s:O}", "before", b,
+                                        "after_in_parent", p, "after_in_child", c)
+                     : NULL;
   PyObject *args = kw ? py.Py_BuildValue("()") : NULL;
   PyObject *r = args ? py.PyObject_Call(reg, args, kw) : NULL;
   if (!r) py.PyErr_Clear();
-  PyObject *all[] = {r, args, kw, reg, os, fn};
+  PyObject *all[] = {r, args, kw, reg, os, b, p, c};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++)
     if (all[i]) py.Py_DecRef(all[i]);
 }

@@ -85,6 +85,7 @@ pyprof_thread *pyprof_attach(void) {
   }
   pyprof_thread *t = pyprof_thread_new((uint64_t)syscall(SYS_gettid));
   if (!t) return NULL;
+  pyprof_crash_thread_init();
   pthread_setspecific(tls_key, t);
   pyprof_tls = t;
   return t;
@@ -121,7 +122,7 @@ static pyprof_entry *first_sight(pyprof_thread *t, const void *key,
 
 static int hook(PyObject *self_, void *frame, int what, PyObject *arg) {
   (void)self_;
-  if (__builtin_expect(!pyprof_on, 0)) return 0;
+  if (__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) return 0;
   pyprof_thread *t = pyprof_tls;
   if (__builtin_expect(!t, 0) && !(t = pyprof_attach())) return 0;
   uint64_t now = pyprof_vclock_enter(&t->clock, pyprof_clock_read());

@@ -58,7 +58,7 @@ static PyObject *on_start(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   (void)m;
   (void)n;
   pyprof_thread *t;
-  if (__builtin_expect(!pyprof_on, 0) || !(t = self_thread())) RETURN_NONE;
+  if ((__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) || !(t = self_thread())) RETURN_NONE;
   uint64_t now = pyprof_vclock_enter(&t->clock, pyprof_clock_read());
   PyObject *code = args[0];
   pyprof_entry *e = pyprof_lookup(t, code);
@@ -78,7 +78,7 @@ static PyObject *on_stop(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   (void)args;
   (void)n;
   pyprof_thread *t;
-  if (__builtin_expect(!pyprof_on, 0) || !(t = self_thread())) RETURN_NONE;
+  if ((__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) || !(t = self_thread())) RETURN_NONE;
   pyprof_leave(t, pyprof_vclock_enter(&t->clock, pyprof_clock_read()));
   pyprof_vclock_leave(&t->clock);
   RETURN_NONE;
@@ -124,7 +124,7 @@ static PyObject *on_call(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   (void)n;
   const void *key;
   pyprof_thread *t;
-  if (__builtin_expect(!pyprof_on, 0) || !(key = builtin_key(args[2], args[3])) ||
+  if ((__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) || !(key = builtin_key(args[2], args[3])) ||
       !(t = self_thread()))
     RETURN_NONE;
   uint64_t now = pyprof_vclock_enter(&t->clock, pyprof_clock_read());
@@ -144,7 +144,7 @@ static PyObject *on_c_stop(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   (void)m;
   (void)n;
   pyprof_thread *t;
-  if (__builtin_expect(!pyprof_on, 0) || !builtin_key(args[2], args[3]) ||
+  if ((__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) || !builtin_key(args[2], args[3]) ||
       !(t = self_thread()))
     RETURN_NONE;
   pyprof_leave(t, pyprof_vclock_enter(&t->clock, pyprof_clock_read()));

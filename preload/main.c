@@ -65,18 +65,40 @@ void pyprof_say(const char *fmt, ...) {
 
 /* ---- dumps --------------------------------------------------------------- */
 
-/* The template in use: a child whose template has no %p gets ".<pid>"
- * before the extension, so no two processes write the same file. */
-static void choose_template(void) {
-  const char *t = pyprof_cfg.out;
-  if (!pyprof_is_child || pyprof_template_has_pid(t)) {
-    snprintf(out_tmpl, sizeof out_tmpl, "%s", t);
-    return;
-  }
+static int exec_gen; /* this image replaced a profiled one (os.exec*) */
+
+/* Inserts `tag` before the extension of the file name in out_tmpl. */
+static void insert_tag(const char *tag) {
+  char t[PYPROF_PATH_MAX];
+  snprintf(t, sizeof t, "%s", out_tmpl);
   const char *base = strrchr(t, '/');
   const char *dot = strrchr(base ? base + 1 : t, '.');
   if (!dot || dot == (base ? base + 1 : t)) dot = t + strlen(t);
-  snprintf(out_tmpl, sizeof out_tmpl, "%.*s.%%p%s", (int)(dot - t), t, dot);
+  snprintf(out_tmpl, sizeof out_tmpl, "%.*s%s%s", (int)(dot - t), t, tag, dot);
+}
+
+/* The template in use, so that no two processes (or process images)
+ * write the same file: a child whose template has no %p gets ".<pid>"
+ * before the extension; an image that replaced a profiled one of the same
+ * pid through os.exec* gets ".exec<k>". */
+static void choose_template(void) {
+  snprintf(out_tmpl, sizeof out_tmpl, "%s", pyprof_cfg.out);
+  if (pyprof_is_child && !pyprof_template_has_pid(pyprof_cfg.out))
+    insert_tag(".%p");
+  if (exec_gen) {
+    char tag[32];
+    snprintf(tag, sizeof tag, ".exec%d", exec_gen);
+    insert_tag(tag);
+  }
+}
+
+/* Before os.exec*: tells the next image of this process (same pid) that
+ * it replaces a profiled one, through the C environment that os.execv()
+ * passes on (os.execve() with its own env does not carry it). */
+static void mark_exec(void) {
+  char v[48];
+  snprintf(v, sizeof v, "%ld:%d", (long)getpid(), exec_gen + 1);
+  setenv("PYPROF_EXECED", v, 1);
 }
 
 /* Writes one .prof of everything so far; with `skip_empty`, nothing if no
@@ -145,6 +167,12 @@ out:
 }
 
 void pyprof_dump(void) { dump(0); }
+
+/* Async-signal-safe: template expansion only. */
+int pyprof_output_path(char *buf, size_t len) {
+  return pyprof_template_expand(out_tmpl, (long)getpid(), dump_seq,
+                                (long)time(NULL), buf, len);
+}
 
 /* Stops collecting and writes the final profile. GIL held if `gil`. A
  * second caller (a fatal signal racing _exit, say) waits until the first
@@ -264,6 +292,7 @@ static void start(void) {
     pyprof_say("cannot register an atexit callback; the profile is written "
                "at process exit");
   pyprof_control_start();
+  pyprof_crash_start();
   if (pyprof_cfg.start_paused) {
     pyprof_paused = 1;
   } else {
@@ -280,8 +309,10 @@ static int audit_hook(const char *event, PyObject *args, void *data) {
   if (event[0] == 'c' && !started && strncmp(event, "cpython.run_", 12) == 0)
     start();
   else if (event[0] == 'o' && strcmp(event, "os.exec") == 0 && started &&
-           !finished)
+           !finished) {
     dump(0); /* the process image is replaced: write what it did */
+    mark_exec();
+  }
   return 0;
 }
 
@@ -325,11 +356,12 @@ __attribute__((constructor)) static void pyprof_init(void) {
     snprintf(pid_s, sizeof pid_s, "%ld", (long)pyprof_pid);
     setenv("PYPROF_ROOT_PID", pid_s, 1); /* children know they are */
   }
-  if (pyprof_cfg.start_paused && !pyprof_cfg.toggle_signal) {
-    pyprof_say("PYPROF_START=paused needs PYPROF_TOGGLE_SIGNAL to resume; "
-               "not profiling");
-    return;
-  }
+  const char *ex = secure_getenv("PYPROF_EXECED");
+  long ex_pid = 0;
+  int ex_gen = 0;
+  if (ex && sscanf(ex, "%ld:%d", &ex_pid, &ex_gen) == 2 &&
+      ex_pid == (long)pyprof_pid && ex_gen > 0)
+    exec_gen = ex_gen;
   choose_template();
   pyprof_clock_init(pyprof_cfg.timer);
   pyprof_paths_enabled = pyprof_cfg.paths;

@@ -22,7 +22,12 @@
 #include "prof.h"
 #include "pyapi.h"
 
+/* pyprof_on: 0 not collecting, 1 collecting, 2 collecting but the
+ * dumper thread is to be restarted at the first event (after os.fork()
+ * in the parent; see control.c). Hooks test `pyprof_on != 1` and take
+ * pyprof_on_slow() then, which returns whether to record the event. */
 extern volatile int pyprof_on;
+int pyprof_on_slow(void);
 
 /* names.c: registry ids for a code object / a built-in (PyCFunction),
  * computed with Python calls. GIL held; the error indicator is saved and
@@ -56,7 +61,17 @@ int pyprof_started(void);
 int pyprof_finished(void);
 void pyprof_main_atfork(int phase); /* 0 prepare, 1 parent, 2 child */
 
+/* The path the next dump would be written to. Async-signal-safe. */
+int pyprof_output_path(char *buf, size_t len);
+
+/* crash.c */
+#define PYPROF_STACKS_REQUEST 0x70797374 /* sigqueue value: write stacks */
+void pyprof_crash_start(void);       /* handlers, alt stack; at start */
+void pyprof_crash_thread_init(void); /* alt stack for this thread */
+void pyprof_write_stacks(void);      /* <profile>.stacks.txt; no GIL */
+
 /* control.c */
+void pyprof_control_crash_dump(int timeout_ms); /* async-signal-safe */
 void pyprof_die_if_fatal(void);   /* a fatal signal arrived: die by it */
 int pyprof_control_start(void);   /* handlers and dumper; GIL held */
 void pyprof_pause(int pause);     /* GIL held */

@@ -51,6 +51,8 @@ int pyprof_pyapi_load(void) {
   NEED(PyGILState_GetThisThreadState);
   NEED(PyGILState_Check);
   NEED(PyGILState_Ensure);
+  NEED(PyEval_SaveThread);
+  NEED(PyEval_RestoreThread);
   NEED(PyGILState_Release);
   NEED(Py_BuildValue);
   NEED(PyObject_Call);

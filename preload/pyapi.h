@@ -67,6 +67,8 @@ typedef struct pyprof_pyapi {
   void *(*PyGILState_GetThisThreadState)(void);
   int (*PyGILState_Check)(void);
   int (*PyGILState_Ensure)(void);
+  void *(*PyEval_SaveThread)(void);
+  void (*PyEval_RestoreThread)(void *);
   void (*PyGILState_Release)(int);
   PyObject *(*Py_BuildValue)(const char *, ...);
   PyObject *(*PyObject_Call)(PyObject *, PyObject *, PyObject *);
