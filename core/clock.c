@@ -25,6 +25,8 @@ const char *pyprof_timer_name(pyprof_timer t) {
 }
 
 const char *pyprof_clock_source_name(void) {
+  if (pyprof_clk.cpu_hybrid)
+    return "CLOCK_THREAD_CPUTIME_ID synced across gaps over 100us, tsc between";
   switch (pyprof_clk.source) {
   case PYPROF_SRC_TSC: return "tsc";
   case PYPROF_SRC_MONOTONIC: return "CLOCK_MONOTONIC";
@@ -60,9 +62,15 @@ void pyprof_clock_init(pyprof_timer timer) {
     pyprof_clk.source = PYPROF_SRC_MONOTONIC;
     break;
   case PYPROF_TIMER_CPU:
-    pyprof_clk.source = PYPROF_SRC_THREAD_CPU;
     pyprof_clk.shared = 0;
-    pyprof_clk.two_reads = 0; /* a system call: read once per event */
+    if (pyprof_tsc_invariant()) {
+      /* TSC between events, the thread CPU clock across long gaps:
+       * pyprof_clock_ready() switches cpu_hybrid on. Ticks are ns. */
+      pyprof_clk.source = PYPROF_SRC_TSC;
+    } else {
+      pyprof_clk.source = PYPROF_SRC_THREAD_CPU;
+      pyprof_clk.two_reads = 0; /* a system call: read once per event */
+    }
     break;
   case PYPROF_TIMER_PROCESS:
     pyprof_clk.source = PYPROF_SRC_PROCESS_CPU;
@@ -73,8 +81,18 @@ void pyprof_clock_init(pyprof_timer timer) {
   pyprof_clk.tsc0 = pyprof_clock_read();
 }
 
+void pyprof_clock_ready(void) {
+  if (pyprof_clk.timer != PYPROF_TIMER_CPU || pyprof_clk.source != PYPROF_SRC_TSC)
+    return;
+  double tick = pyprof_clock_tick_seconds();
+  pyprof_clk.ns_per_tick = tick * 1e9;
+  pyprof_clk.sync_ticks = (uint64_t)(100e-6 / tick); /* 100 us */
+  pyprof_clk.cpu_hybrid = 1;
+}
+
 /* Async-signal-safe: clock_gettime and arithmetic only. */
 double pyprof_clock_tick_seconds(void) {
+  if (pyprof_clk.cpu_hybrid) return 1e-9; /* virtual time is in ns */
   if (pyprof_clk.source != PYPROF_SRC_TSC) return 1e-9;
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC_RAW, &now);

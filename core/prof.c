@@ -806,6 +806,8 @@ void pyprof_fork_child(pyprof_thread *self) {
     self->next = NULL;
     self->park = 0;
     zero_counts(self);
+    if (pyprof_clk.cpu_hybrid) /* a new task: its CPU clock restarts */
+      self->clock.cpu_in = self->clock.cpu_out = pyprof_thread_cpu_ns();
     for (uint32_t d = 0; d < self->depth; d++) {
       self->stack[d].t0 = self->clock.vt;
       self->stack[d].subt = 0;

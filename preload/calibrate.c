@@ -84,6 +84,9 @@ uint64_t pyprof_calibrate(void) {
   pyprof_clk.bias = saved_bias;
   if (code) py.Py_DecRef(code);
   py.Py_DecRef(f);
+  /* The virtual clock of the thread-CPU timer counts ns, not raw ticks. */
+  if (pyprof_clk.cpu_hybrid && base != UINT64_MAX)
+    base = (uint64_t)((double)base * pyprof_clk.ns_per_tick);
   if (prof == UINT64_MAX || base == UINT64_MAX || prof <= base) return 0;
   return (prof - base) / (2 * (uint64_t)CAL_CALLS + 2);
 }

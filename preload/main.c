@@ -273,6 +273,7 @@ static void start(void) {
   started = 1;
   PyObject *et, *ev, *tb;
   py.PyErr_Fetch(&et, &ev, &tb);
+  pyprof_clock_ready();
   if (pyprof_cfg.hook != PYPROF_HOOK_LEGACY && py.minor >= 12) {
     if (pyprof_mon_init() == 0) pyprof_use_monitoring = 1;
     else if (pyprof_cfg.hook == PYPROF_HOOK_MONITORING)
