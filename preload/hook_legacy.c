@@ -255,6 +255,7 @@ void pyprof_hook_stop(void) {
     pyprof_mon_set(0);
     return;
   }
+  if (!interp) return; /* never installed (started paused) */
   for (void *ts = py.PyInterpreterState_ThreadHead(interp); ts;
        ts = py.PyThreadState_Next(ts)) {
     if (pyprof_get_profile(ts) != hook) continue;
