@@ -15,7 +15,7 @@ static const char *const known[] = {
     "PYPROF_OUT", "PYPROF_QUIET", "PYPROF_TIMER", "PYPROF_BIAS",
     "PYPROF_SIGNAL", "PYPROF_TOGGLE_SIGNAL", "PYPROF_START",
     "PYPROF_CHILDREN", "PYPROF_HOOK", "PYPROF_PATHS",
-    "PYPROF_CRASH",
+    "PYPROF_CRASH", "PYPROF_FSYNC",
     "PYPROF_ROOT_PID", /* set by the library for child processes */
     "PYPROF_EXECED",   /* set by the library before os.exec* */
     "PYPROF_LIB",      /* read by scripts/pyprof only */
@@ -240,6 +240,10 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
   }
   if ((v = get("PYPROF_PATHS")) && pyprof_parse_bool(v, &c->paths) < 0) {
     snprintf(err, errlen, "invalid PYPROF_PATHS='%s' (expected 0 or 1)", v);
+    return -1;
+  }
+  if ((v = get("PYPROF_FSYNC")) && pyprof_parse_bool(v, &c->fsync) < 0) {
+    snprintf(err, errlen, "invalid PYPROF_FSYNC='%s' (expected 0 or 1)", v);
     return -1;
   }
   if ((v = get("PYPROF_CRASH")) && pyprof_parse_bool(v, &c->crash) < 0) {

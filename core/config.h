@@ -32,6 +32,7 @@ typedef struct pyprof_config {
   int hook;                  /* PYPROF_HOOK: PYPROF_HOOK_* */
   int paths;                 /* record call paths (PYPROF_PATHS) */
   int crash;                 /* crash reports (PYPROF_CRASH) */
+  int fsync;                 /* fsync files before renaming (PYPROF_FSYNC) */
 } pyprof_config;
 
 /* Parses a signal: a name with or without "SIG" (USR1, SIGUSR2, HUP),

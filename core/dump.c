@@ -199,6 +199,8 @@ int pyprof_paths_encode(pyprof_buf *b, const pyprof_snapshot *s,
 
 /* ---- atomic file writing ------------------------------------------------ */
 
+int pyprof_fsync_files;
+
 /* Tells temporary names of concurrent dumps in one process apart. */
 static unsigned dump_tmp_counter;
 
@@ -264,7 +266,8 @@ static int dump_fsync(int fd) {
 /* Writes the temporary file behind `fd` and closes it. Returns 0, or -1
  * with errno from the failing call (`fd` is closed either way). */
 static int dump_fill_tmp(int fd, const void *data, size_t len) {
-  if (dump_write_all(fd, data, len) != 0 || dump_fsync(fd) != 0) {
+  if (dump_write_all(fd, data, len) != 0 ||
+      (pyprof_fsync_files && dump_fsync(fd) != 0)) {
     int err = errno;
     close(fd);
     errno = err;

@@ -6,7 +6,7 @@
  * followed by a second marshal object, a dict of metadata (timer, bias, …),
  * which pstats never reads (it loads one object) and `pyprof view` shows.
  * Files are written atomically: a temporary file in the same directory,
- * fsync'd, then renamed over the target.
+ * fsync'd if PYPROF_FSYNC asks for it, then renamed over the target.
  */
 #ifndef PYPROF_DUMP_H
 #define PYPROF_DUMP_H
@@ -37,7 +37,14 @@ int pyprof_pstats_encode(pyprof_buf *b, const pyprof_snapshot *s,
 int pyprof_paths_encode(pyprof_buf *b, const pyprof_snapshot *s,
                         double tick_seconds, int max_depth);
 
-/* Writes `len` bytes to `path` atomically (tmp file + fsync + rename).
+/* Whether pyprof_write_atomic() fsyncs the file before renaming it into
+ * place. The rename alone is atomic for every reader and against the
+ * writer's death (SIGKILL cannot lose the page cache); fsync adds
+ * durability across a power loss at the price of a disk flush per dump
+ * (~2 ms here). Off by default; PYPROF_FSYNC=1. */
+extern int pyprof_fsync_files;
+
+/* Writes `len` bytes to `path` atomically (tmp file [+ fsync] + rename).
  * Returns 0, or -1 with errno set; on failure nothing is left at `path`
  * that was not there before and the temporary file is removed. */
 int pyprof_write_atomic(const char *path, const void *data, size_t len);

@@ -147,6 +147,7 @@ static void *dumper_main(void *arg) {
   (void)arg;
   pyprof_no_arm = 1;
   dumper_tid = (pid_t)syscall(SYS_gettid);
+  pyprof_crash_load_unwinder();
   for (;;) {
     unsigned char msg;
     ssize_t r = read(ctl_pipe[0], &msg, 1);

@@ -168,7 +168,12 @@ static int (*unw_step_)(unw_cursor_t *);
 static int (*unw_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
 static int (*unw_name)(unw_cursor_t *, char *, size_t, unw_word_t *);
 
-static void load_libunwind(void) {
+/* Loads libunwind (about 1 ms: done by the dumper thread, off the path
+ * of the program's start). */
+void pyprof_crash_load_unwinder(void) {
+  static int done;
+  if (done || !pyprof_cfg.crash) return;
+  done = 1;
   void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
   if (!h) return;
   *(void **)&unw_init2 = dlsym(h, "_ULx86_64_init_local2");
@@ -209,7 +214,7 @@ static void native_stack(rep *r, void *uc) {
   }
 }
 #else
-static void load_libunwind(void) {}
+void pyprof_crash_load_unwinder(void) {}
 static void native_stack(rep *r, void *uc) {
   (void)uc;
   rep_s(r, "    (built without libunwind)\n");
@@ -287,7 +292,6 @@ void pyprof_crash_thread_init(void) {
 /* Installs the handlers (GIL held, at start). */
 void pyprof_crash_start(void) {
   if (!pyprof_cfg.crash) return;
-  load_libunwind();
   pyprof_crash_thread_init();
   for (size_t i = 0; i < NCRASH; i++) {
     struct sigaction sa;

@@ -366,6 +366,7 @@ __attribute__((constructor)) static void pyprof_init(void) {
   choose_template();
   pyprof_clock_init(pyprof_cfg.timer);
   pyprof_paths_enabled = pyprof_cfg.paths;
+  pyprof_fsync_files = pyprof_cfg.fsync;
   if (py.PySys_AddAuditHook(audit_hook, NULL) != 0) {
     pyprof_say("cannot add an audit hook; not profiling");
     return;

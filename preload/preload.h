@@ -69,6 +69,7 @@ int pyprof_output_path(char *buf, size_t len);
 void pyprof_crash_start(void);       /* handlers, alt stack; at start */
 void pyprof_crash_thread_init(void); /* alt stack for this thread */
 void pyprof_write_stacks(void);      /* <profile>.stacks.txt; no GIL */
+void pyprof_crash_load_unwinder(void); /* dumper thread, once */
 
 /* control.c */
 void pyprof_control_crash_dump(int timeout_ms); /* async-signal-safe */
