@@ -172,6 +172,8 @@ void pyprof__park(pyprof_thread *t) {
 
 static int membarrier_ok;
 
+int pyprof_snapshot_needs_gil(void) { return !membarrier_ok; }
+
 int pyprof_snapshot_init(void) {
   membarrier_ok =
       syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
@@ -483,10 +485,11 @@ static int copy_thread(const pyprof_thread *t, tcopy *c) {
   c->stack = malloc((c->depth + 1) * sizeof *c->stack);
   c->nodes = malloc((c->nnodes + 1) * sizeof *c->nodes);
   if (!c->entries || !c->edges || !c->stack || !c->nodes) return -1;
-  memcpy(c->nodes, t->nodes, c->nnodes * sizeof *c->nodes);
-  memcpy(c->entries, t->entries, c->nentries * sizeof *c->entries);
-  memcpy(c->edges, t->edges, c->nedges * sizeof *c->edges);
-  memcpy(c->stack, t->stack, c->depth * sizeof *c->stack);
+  if (c->nnodes) memcpy(c->nodes, t->nodes, c->nnodes * sizeof *c->nodes);
+  /* Empty tables may not be allocated yet: no memcpy from NULL. */
+  if (c->nentries) memcpy(c->entries, t->entries, c->nentries * sizeof *c->entries);
+  if (c->nedges) memcpy(c->edges, t->edges, c->nedges * sizeof *c->edges);
+  if (c->depth) memcpy(c->stack, t->stack, c->depth * sizeof *c->stack);
   return 0;
 }
 

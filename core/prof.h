@@ -308,4 +308,8 @@ static inline void pyprof_write_end(pyprof_thread *t) {
  * GIL held). Call once at start, and again in a forked child. */
 int pyprof_snapshot_init(void);
 
+/* Whether snapshots must be taken with the other threads stopped (no
+ * membarrier): a caller without the GIL takes it first. */
+int pyprof_snapshot_needs_gil(void);
+
 #endif

@@ -155,7 +155,14 @@ static void *dumper_main(void *arg) {
     if (r <= 0) return NULL;
     switch (MSG_TYPE(msg)) {
     case MSG_SNAPSHOT:
-      if (!pyprof_finished()) pyprof_dump();
+      if (pyprof_snapshot_needs_gil()) { /* no membarrier: stop the world */
+        if (pyprof_finished() || !py.Py_IsInitialized()) break;
+        int st = py.PyGILState_Ensure();
+        pyprof_dump();
+        py.PyGILState_Release(st);
+      } else {
+        pyprof_dump();
+      }
       break;
     case MSG_TOGGLE:
       toggle();

@@ -189,7 +189,9 @@ static int (*real_setspecific)(pthread_key_t, const void *);
 
 /* Interposed: CPython binds a thread state to its thread through this.
  * Every other call passes straight through. */
-__attribute__((visibility("default"))) int
+/* Not instrumented under TSan: its runtime calls this before a new
+ * thread's TSan state exists. */
+__attribute__((visibility("default"), no_sanitize("thread"))) int
 pthread_setspecific(pthread_key_t key, const void *value) {
   if (!real_setspecific)
     *(void **)&real_setspecific = dlsym(RTLD_NEXT, "pthread_setspecific");

@@ -41,13 +41,16 @@ int pyprof_is_child;           /* a child of a profiled process */
 
 static int usable;              /* CPython present and config valid */
 static int started;             /* start() ran (GIL held when written) */
-static volatile int finished;   /* the final dump ran or was abandoned */
+static int finished; /* final dump done or abandoned; atomic: the dumper
+                        thread reads it */
 static unsigned long dump_seq;  /* %n of the next dump; dump_lock */
 static char out_tmpl[PYPROF_PATH_MAX]; /* template in use */
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int pyprof_started(void) { return started; }
-int pyprof_finished(void) { return finished; }
+int pyprof_finished(void) {
+  return __atomic_load_n(&finished, __ATOMIC_ACQUIRE);
+}
 
 /* One line on stderr, prefixed "pyprof: ". Not async-signal-safe. */
 void pyprof_say(const char *fmt, ...) {
@@ -104,8 +107,12 @@ static void mark_exec(void) {
 /* Writes one .prof of everything so far; with `skip_empty`, nothing if no
  * call was recorded. Safe without the GIL: reads only engine data.
  * Serialised by dump_lock. */
-static void dump(int skip_empty) {
+static void dump(int skip_empty, int snapshot) {
   pyprof_lock(&dump_lock);
+  if (snapshot && pyprof_finished()) { /* the final dump came first */
+    pyprof_unlock(&dump_lock);
+    return;
+  }
   pyprof_snapshot s;
   pyprof_buf b;
   pyprof_buf_init(&b);
@@ -166,7 +173,11 @@ out:
   pyprof_unlock(&dump_lock);
 }
 
-void pyprof_dump(void) { dump(0); }
+/* A snapshot (not the final dump): skipped once the final dump began,
+ * checked again under dump_lock. */
+void pyprof_dump(void) {
+  if (!pyprof_finished()) dump(0, 1);
+}
 
 /* Async-signal-safe: template expansion only. */
 int pyprof_output_path(char *buf, size_t len) {
@@ -182,10 +193,10 @@ static void finish(int gil, int skip_empty) {
   if (!started) return;
   pyprof_lock(&finish_lock);
   if (!finished) {
-    finished = 1;
+    __atomic_store_n(&finished, 1, __ATOMIC_RELEASE);
     pyprof_on = 0;
     if (gil) pyprof_hook_stop();
-    dump(skip_empty);
+    dump(skip_empty, 0);
   }
   pyprof_unlock(&finish_lock);
   /* The program may reach its end while the dumper writes the file of a
@@ -197,8 +208,8 @@ void pyprof_finish(int gil) { finish(gil, 0); }
 void pyprof_finish_at_exit(void) { finish(0, 1); }
 
 void pyprof_abandon(void) {
-  if (!started || finished) return;
-  finished = 1;
+  if (!started || pyprof_finished()) return;
+  __atomic_store_n(&finished, 1, __ATOMIC_RELEASE);
   pyprof_on = 0;
   pyprof_hook_stop();
 }
@@ -206,7 +217,7 @@ void pyprof_abandon(void) {
 /* Pauses (cProfile's disable: live frames count as returning now) or
  * resumes collection. GIL held. */
 void pyprof_pause(int pause) {
-  if (pause == pyprof_paused || finished) return;
+  if (pause == pyprof_paused || pyprof_finished()) return;
   if (pause) {
     pyprof_on = 0;
     pyprof_hook_stop();
@@ -262,7 +273,7 @@ static int register_atexit(void) {
 
 /* C exit(): covers embedders that never call Py_Finalize(). */
 static void c_exit_handler(void) {
-  if (started && !finished && getpid() == pyprof_pid) finish(0, 0);
+  if (started && !pyprof_finished() && getpid() == pyprof_pid) finish(0, 0);
 }
 
 /* ---- start --------------------------------------------------------------- */
@@ -310,8 +321,8 @@ static int audit_hook(const char *event, PyObject *args, void *data) {
   if (event[0] == 'c' && !started && strncmp(event, "cpython.run_", 12) == 0)
     start();
   else if (event[0] == 'o' && strcmp(event, "os.exec") == 0 && started &&
-           !finished) {
-    dump(0); /* the process image is replaced: write what it did */
+           !pyprof_finished()) {
+    dump(0, 1); /* the process image is replaced: write what it did */
     mark_exec();
   }
   return 0;

@@ -337,7 +337,7 @@ static const char *chain_name(int k) {
 /* Each worker: ROUNDS times chain0 -> chain1 -> ... -> chain31 and back. */
 static void *worker(void *arg) {
   pyprof_thread *t = arg;
-  while (!go) sched_yield();
+  while (!__atomic_load_n(&go, __ATOMIC_ACQUIRE)) sched_yield();
   uint64_t now = 0;
   for (int r = 0; r < ROUNDS; r++) {
     for (int k = 0; k < CHAIN; k++) {
@@ -376,13 +376,14 @@ static int chain_consistent(const pyprof_snapshot *s) {
  * only grow; the final one is exact. */
 TEST_IMPL(concurrent_snapshots) {
   if (pyprof_snapshot_init() < 0) RETURN_SKIP("no membarrier(2) here");
+  for (int k = 0; k < CHAIN; k++) chain_name(k); /* before any thread */
   pyprof_thread *ts[WORKERS];
   pthread_t th[WORKERS];
   for (int k = 0; k < WORKERS; k++) {
     ts[k] = pyprof_thread_new(100 + (uint64_t)k);
     ASSERT(pthread_create(&th[k], NULL, worker, ts[k]) == 0);
   }
-  go = 1;
+  __atomic_store_n(&go, 1, __ATOMIC_RELEASE);
   uint64_t last = 0;
   for (int n = 0; n < 300; n++) {
     pyprof_snapshot s;
