@@ -109,6 +109,7 @@ typedef struct pyprof_vclock {
   uint64_t raw_in;  /* cpu_hybrid: raw ticks at the last hook entry */
   uint64_t cpu_in;  /* cpu_hybrid: thread CPU ns estimated at raw_in */
   uint64_t cpu_out; /* cpu_hybrid: ... and at raw_out */
+  int in_hook;      /* between enter and leave: the profiler's time */
 } pyprof_vclock;
 
 /* Thread CPU time in ns (a system call, ~1.7 us on this VM). */
@@ -153,12 +154,14 @@ static inline uint64_t pyprof_vclock_enter(pyprof_vclock *c, uint64_t raw) {
   d = d > pyprof_clk.bias ? d - pyprof_clk.bias : 0;
   c->vt += d;
   c->raw_out = raw;
+  c->in_hook = 1;
   return c->vt;
 }
 
 /* Hook exit: with a cheap timer, the time spent inside the hook since
  * pyprof_vclock_enter() is excluded by restarting from here. */
 static inline void pyprof_vclock_leave(pyprof_vclock *c) {
+  c->in_hook = 0;
   if (!pyprof_clk.two_reads) return;
   c->raw_out = pyprof_clock_read();
   if (__builtin_expect(pyprof_clk.cpu_hybrid, 0))
@@ -171,7 +174,9 @@ static inline void pyprof_vclock_leave(pyprof_vclock *c) {
  * is shared between threads; otherwise the time of the last event. */
 static inline uint64_t pyprof_vclock_peek(const pyprof_vclock *c,
                                           uint64_t raw_now) {
-  if (!pyprof_clk.shared || raw_now <= c->raw_out) return c->vt;
+  /* Inside the hook (a snapshot parks threads there), time since entry
+   * is the profiler's: the clock stands at the event. */
+  if (!pyprof_clk.shared || c->in_hook || raw_now <= c->raw_out) return c->vt;
   return c->vt + (raw_now - c->raw_out);
 }
 

@@ -607,6 +607,20 @@ static int acc_add_paths(acc *a, const tcopy *c) {
   return 0;
 }
 
+/* Makes room in the rows for registry id `fid`: functions registered
+ * after the snapshot began (first called just then) get a row too. */
+static int acc_fit(acc *a, pyprof_fid fid) {
+  if (fid < a->nfuncs) return 0;
+  uint32_t n = pyprof_func_count();
+  if (fid >= n) return -1; /* cannot happen: ids come from the registry */
+  pyprof_row *nr = realloc(a->rows, ((size_t)n + 1) * sizeof *nr);
+  if (!nr) return -1;
+  memset(nr + a->nfuncs, 0, ((size_t)n + 1 - a->nfuncs) * sizeof *nr);
+  a->rows = nr;
+  a->nfuncs = n;
+  return 0;
+}
+
 static int acc_add_thread(acc *a, tcopy *c, uint64_t now) {
   /* Count activations still on the stack as returning at `now`. */
   for (uint32_t d = c->depth; d-- > 0;)
@@ -614,7 +628,8 @@ static int acc_add_thread(acc *a, tcopy *c, uint64_t now) {
              now);
   for (uint32_t i = 0; i < c->nentries; i++) {
     const pyprof_entry *e = &c->entries[i];
-    if (e->fid >= a->nfuncs || e->calls == 0) continue;
+    if (e->calls == 0) continue;
+    if (acc_fit(a, e->fid) < 0) return -1;
     pyprof_row *r = &a->rows[e->fid];
     r->nc += e->calls;
     r->cc += e->calls - e->rcalls;

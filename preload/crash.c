@@ -167,6 +167,7 @@ static int (*unw_init2)(unw_cursor_t *, unw_context_t *, int);
 static int (*unw_step_)(unw_cursor_t *);
 static int (*unw_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
 static int (*unw_name)(unw_cursor_t *, char *, size_t, unw_word_t *);
+static int (*unw_info)(unw_cursor_t *, unw_proc_info_t *);
 
 /* Loads libunwind (about 1 ms: done by the dumper thread, off the path
  * of the program's start). */
@@ -180,7 +181,9 @@ void pyprof_crash_load_unwinder(void) {
   *(void **)&unw_step_ = dlsym(h, "_ULx86_64_step");
   *(void **)&unw_reg = dlsym(h, "_ULx86_64_get_reg");
   *(void **)&unw_name = dlsym(h, "_ULx86_64_get_proc_name");
-  if (!unw_init2 || !unw_step_ || !unw_reg || !unw_name) unw_init2 = NULL;
+  *(void **)&unw_info = dlsym(h, "_ULx86_64_get_proc_info");
+  if (!unw_init2 || !unw_step_ || !unw_reg || !unw_name || !unw_info)
+    unw_init2 = NULL;
 }
 
 /* Native frames from the signal context. Written defensively (see top). */
@@ -198,7 +201,11 @@ static void native_stack(rep *r, void *uc) {
     rep_num(r, (uint64_t)n, 0);
     rep_s(r, " ");
     rep_num(r, ip, 1);
-    if (unw_name(&cur, name, sizeof name, &off) == 0) {
+    /* libunwind names the nearest symbol before ip, whatever its size:
+     * only trust a name whose procedure really starts at ip - off. */
+    unw_proc_info_t pi;
+    if (unw_name(&cur, name, sizeof name, &off) == 0 &&
+        unw_info(&cur, &pi) == 0 && pi.start_ip == ip - off) {
       rep_s(r, " ");
       rep_s(r, name);
       rep_s(r, "+");
@@ -256,7 +263,8 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
   pyprof_thread *self = pyprof_tls;
   rep_s(&r, "pyprof: fatal signal ");
   rep_s(&r, sig_name(sig));
-  if (sig != SIGABRT) {
+  if (si->si_code > 0 && sig != SIGABRT) { /* a fault, not a sent signal:
+                                               si_addr holds an address */
     rep_s(&r, " at address ");
     rep_num(&r, (uint64_t)(uintptr_t)si->si_addr, 1);
   }
@@ -276,6 +284,8 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
   errno = saved;
 }
 
+static __thread void *altstack_mem; /* ours, to unmap at thread exit */
+
 /* Gives the calling thread an alternate signal stack if it has none, so
  * that its stack overflow can be reported. */
 void pyprof_crash_thread_init(void) {
@@ -287,6 +297,18 @@ void pyprof_crash_thread_init(void) {
   if (mem == MAP_FAILED) return;
   stack_t ss = {.ss_sp = mem, .ss_size = ALTSTACK_SIZE, .ss_flags = 0};
   if (sigaltstack(&ss, NULL) < 0) munmap(mem, ALTSTACK_SIZE);
+  else altstack_mem = mem;
+}
+
+/* At thread exit: takes our alternate stack down again. */
+void pyprof_crash_thread_exit(void) {
+  if (!altstack_mem) return;
+  stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+  stack_t cur;
+  if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == altstack_mem &&
+      !(cur.ss_flags & SS_ONSTACK) && sigaltstack(&ss, NULL) == 0)
+    munmap(altstack_mem, ALTSTACK_SIZE);
+  altstack_mem = NULL;
 }
 
 /* Installs the handlers (GIL held, at start). */

@@ -57,7 +57,11 @@ static int narmed;
 
 static int hook(PyObject *obj, void *frame, int what, PyObject *arg);
 
-static void retire(void *p) { pyprof_thread_retire(p); }
+/* pthread key destructor: the thread is ending. */
+static void retire(void *p) {
+  pyprof_thread_retire(p);
+  pyprof_crash_thread_exit();
+}
 
 static int armed_remove(void *ts) {
   int found = 0;

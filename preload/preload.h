@@ -68,6 +68,7 @@ int pyprof_output_path(char *buf, size_t len);
 #define PYPROF_STACKS_REQUEST 0x70797374 /* sigqueue value: write stacks */
 void pyprof_crash_start(void);       /* handlers, alt stack; at start */
 void pyprof_crash_thread_init(void); /* alt stack for this thread */
+void pyprof_crash_thread_exit(void); /* ... taken down at its exit */
 void pyprof_write_stacks(void);      /* <profile>.stacks.txt; no GIL */
 void pyprof_crash_load_unwinder(void); /* dumper thread, once */
 

@@ -69,7 +69,10 @@ TEST_IMPL(bias_and_clamp) {
   ASSERT_EQ_U(pyprof_vclock_enter(&c, 1105), 90); /* 5 < bias: clamped */
   ASSERT_EQ_U(pyprof_vclock_enter(&c, 1100), 90); /* raw went back */
   ASSERT_EQ_U(pyprof_vclock_enter(&c, 1200), 180);
-  /* peek maps a later raw time without moving the clock */
+  /* inside the hook the clock stands at the event ... */
+  ASSERT_EQ_U(pyprof_vclock_peek(&c, 1250), 180);
+  pyprof_vclock_leave(&c);
+  /* ... outside, peek maps a later raw time without moving the clock */
   ASSERT_EQ_U(pyprof_vclock_peek(&c, 1250), 230);
   ASSERT_EQ_U(c.vt, 180);
   pyprof_clk.bias = 0;
