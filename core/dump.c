@@ -35,9 +35,52 @@ static void dump_cstr(pyprof_buf *b, const char *s) {
   pyprof_m_str(b, s ? s : "", s ? strlen(s) : 0);
 }
 
+/* Labels already written in the marshal object being encoded: each label
+ * is written once, flagged, and named by a back-reference afterwards
+ * (a label appears as a key, in callers' dicts and in the tree). The
+ * table lives for one marshal object (marshal's references do). */
+typedef struct dump_refs {
+  const pyprof_func **keys; /* open addressing by pointer */
+  uint32_t *idx;
+  uint32_t mask, next;
+} dump_refs;
+
+static dump_refs *refs; /* the table in use, or NULL: plain labels */
+
+static void refs_begin(dump_refs *r, size_t expect) {
+  uint32_t n = 1024;
+  while (n < expect * 2 && n < (1u << 30)) n *= 2;
+  r->keys = calloc(n, sizeof *r->keys);
+  r->idx = malloc(n * sizeof *r->idx);
+  r->mask = n - 1;
+  r->next = 0;
+  refs = r->keys && r->idx ? r : NULL;
+}
+
+static void refs_end(dump_refs *r) {
+  free(r->keys);
+  free(r->idx);
+  refs = NULL;
+}
+
 /* The (file, line, name) label of a registered function. */
 static void dump_label(pyprof_buf *b, const pyprof_func *f) {
-  pyprof_m_tuple(b, 3);
+  uint32_t i = 0;
+  if (refs) {
+    i = (uint32_t)(((uintptr_t)f * 0x9E3779B97F4A7C15ull) >> 32) & refs->mask;
+    while (refs->keys[i] && refs->keys[i] != f) i = (i + 1) & refs->mask;
+    if (refs->keys[i]) {
+      pyprof_m_ref(b, refs->idx[i]);
+      return;
+    }
+  }
+  if (refs && refs->next < refs->mask / 2) {
+    refs->keys[i] = f;
+    refs->idx[i] = refs->next++;
+    pyprof_m_tuple_ref(b, 3);
+  } else {
+    pyprof_m_tuple(b, 3);
+  }
   dump_cstr(b, f->file);
   pyprof_m_int(b, f->line);
   dump_cstr(b, f->name);
@@ -131,7 +174,11 @@ static void dump_meta(pyprof_buf *b, const pyprof_meta *meta, size_t n) {
 int pyprof_pstats_encode(pyprof_buf *b, const pyprof_snapshot *s,
                          double tick_seconds, const pyprof_meta *meta,
                          size_t nmeta) {
+  dump_refs r;
+  pyprof_buf_reserve(b, 96 * (s->nrows + s->nedges) + 4096);
+  refs_begin(&r, s->nrows);
   dump_stats(b, s, tick_seconds);
+  refs_end(&r);
   dump_meta(b, meta, nmeta);
   return b->oom ? -1 : 0;
 }
@@ -143,12 +190,26 @@ int pyprof_paths_encode(pyprof_buf *b, const pyprof_snapshot *s,
   uint32_t *label_of = calloc((size_t)nf + 1, sizeof *label_of);
   pyprof_fid *labels = malloc((s->npaths + 1) * sizeof *labels);
   uint32_t nlabels = 0, trunc_label = 0;
-  if (!label_of || !labels) {
+  /* Paths with no calls and no time below them (the parent's tree in a
+   * fork child, calibration, functions only on a stack at a reset) are
+   * left out; new_index[i] = index+1 among those kept. */
+  uint32_t *new_index = calloc(s->npaths + 1, sizeof *new_index);
+  if (!label_of || !labels || !new_index) {
     free(label_of);
     free(labels);
+    free(new_index);
     return -1;
   }
+  for (size_t i = s->npaths; i-- > 0;) {
+    const pyprof_path_row *p = &s->paths[i];
+    if (p->calls || p->tt || p->ct) new_index[i] = 1;
+    if (new_index[i] && p->parent) new_index[p->parent - 1] = 1;
+  }
+  uint32_t nkept = 0;
+  for (size_t i = 0; i < s->npaths; i++)
+    if (new_index[i]) new_index[i] = ++nkept;
   for (size_t i = 0; i < s->npaths; i++) {
+    if (!new_index[i]) continue;
     pyprof_fid f = s->paths[i].fid;
     if (f == PYPROF_FID_NONE || f >= nf) {
       if (!trunc_label) labels[nlabels++] = PYPROF_FID_NONE, trunc_label = nlabels;
@@ -175,13 +236,14 @@ int pyprof_paths_encode(pyprof_buf *b, const pyprof_snapshot *s,
     }
   }
   dump_cstr(b, "nodes");
-  pyprof_m_list(b, (uint32_t)s->npaths);
+  pyprof_m_list(b, nkept);
   for (size_t i = 0; i < s->npaths; i++) {
     const pyprof_path_row *p = &s->paths[i];
+    if (!new_index[i]) continue;
     pyprof_fid f = p->fid;
     uint32_t lab = (f == PYPROF_FID_NONE || f >= nf) ? trunc_label : label_of[f];
     pyprof_m_tuple(b, 5);
-    pyprof_m_int(b, (int64_t)p->parent - 1);
+    pyprof_m_int(b, p->parent ? (int64_t)new_index[p->parent - 1] - 1 : -1);
     pyprof_m_int(b, (int64_t)lab - 1);
     dump_count(b, p->calls);
     pyprof_m_float(b, (double)p->tt * tick_seconds);
@@ -194,6 +256,7 @@ int pyprof_paths_encode(pyprof_buf *b, const pyprof_snapshot *s,
   pyprof_m_dict_end(b);
   free(label_of);
   free(labels);
+  free(new_index);
   return b->oom ? -1 : 0;
 }
 

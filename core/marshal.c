@@ -31,6 +31,8 @@ enum {
   M_UNICODE = 'u',
   M_TUPLE = '(',
   M_LIST = '[',
+  M_REF = 'r',
+  M_FLAG_REF = 0x80,
   M_SMALL_TUPLE = ')',
   M_DICT = '{',
 };
@@ -69,6 +71,8 @@ fail:
   b->oom = 1;
   return -1;
 }
+
+void pyprof_buf_reserve(pyprof_buf *b, size_t n) { buf_reserve(b, n); }
 
 /* Appends `n` raw bytes. */
 static void buf_put(pyprof_buf *b, const void *p, size_t n) {
@@ -121,6 +125,24 @@ void pyprof_m_tuple(pyprof_buf *b, uint32_t n) {
     buf_byte(b, M_TUPLE);
     buf_len32(b, n);
   }
+}
+
+/* A tuple header flagged for back-references: the reader remembers the
+ * tuple, and pyprof_m_ref() can name it again. */
+void pyprof_m_tuple_ref(pyprof_buf *b, uint32_t n) {
+  if (n < 256) {
+    buf_byte(b, M_SMALL_TUPLE | M_FLAG_REF);
+    buf_byte(b, (unsigned char)n);
+  } else {
+    buf_byte(b, M_TUPLE | M_FLAG_REF);
+    buf_len32(b, n);
+  }
+}
+
+/* The object flagged `idx`-th (0-based) within the same marshal object. */
+void pyprof_m_ref(pyprof_buf *b, uint32_t idx) {
+  buf_byte(b, M_REF);
+  buf_len32(b, idx);
 }
 
 /* A list header: then `n` items. */

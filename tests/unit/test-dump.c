@@ -51,6 +51,13 @@ static int rd_le(mreader *r, int n, uint64_t *out) {
 
 static int rd_object(mreader *r, mv *v);
 
+/* Back-references (marshal's FLAG_REF / 'r'): where each flagged object
+ * starts, in the order the reader meets them. Reset per top-level object,
+ * as marshal.load does; a reference decodes the object again from there. */
+static const unsigned char *ref_pos[1 << 16];
+static size_t nref;
+static int replaying;
+
 /* Reads `n` objects into a new array. */
 static int rd_items(mreader *r, mv *v, size_t n) {
   v->items = calloc(n ? n : 1, sizeof *v->items);
@@ -107,10 +114,23 @@ static int rd_object(mreader *r, mv *v) {
   uint64_t x;
   memset(v, 0, sizeof *v);
   if (r->p >= r->end) return -1;
-  char t = (char)*r->p++;
+  const unsigned char *start = r->p;
+  char t = (char)(*r->p++ & 0x7f);
+  if ((*start & 0x80) && !replaying) {
+    if (nref == sizeof ref_pos / sizeof *ref_pos) return -1;
+    ref_pos[nref++] = start;
+  }
   v->type = t;
   switch (t) {
   case 'N': return 0;
+  case 'r': {
+    if (rd_le(r, 4, &x) != 0 || x >= nref) return -1;
+    mreader sub = {ref_pos[x], r->end};
+    replaying++;
+    int rc = rd_object(&sub, v);
+    replaying--;
+    return rc;
+  }
   case 'i':
     if (rd_le(r, 4, &x) != 0) return -1;
     v->i = (int32_t)(uint32_t)x;
@@ -178,8 +198,10 @@ static int decode_file(const pyprof_buf *b, mv *stats, mv *meta,
                        size_t *stats_end) {
   mreader r = {b->data, b->data + b->len};
   memset(meta, 0, sizeof *meta);
+  nref = 0;
   if (rd_object(&r, stats) != 0) return -1;
   *stats_end = (size_t)(r.p - b->data);
+  nref = 0;
   if (rd_object(&r, meta) != 0) return -1;
   return r.p == r.end ? 0 : -1;
 }
