@@ -88,6 +88,9 @@ static PyObject *on_stop(PyObject *m, PyObject *const *args, Py_ssize_t n) {
  * else NULL. */
 static inline const void *builtin_key(PyObject *callable, PyObject *arg0) {
   void *type = pyprof_type(callable);
+  /* Most calls are to Python functions and bound methods: rejected here
+   * without PyType_IsSubtype's call. */
+  if (type == py.PyFunction_Type || type == py.PyMethod_Type) return NULL;
   if (type == method_descr_type) {
     if (arg0 == missing) return NULL;
     PyMethodDef *ml = *(PyMethodDef **)((char *)callable + DESCR_METHOD_OFF);

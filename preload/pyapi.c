@@ -88,6 +88,8 @@ int pyprof_pyapi_load(void) {
   else if (py.minor == 11) py.ts_cframe_off = 56, py.ts_root_cframe_off = 336;
   py.PyCMethod_Type = dlsym(RTLD_DEFAULT, "PyCMethod_Type");
   py.PyMethodDescr_Type = dlsym(RTLD_DEFAULT, "PyMethodDescr_Type");
+  py.PyFunction_Type = dlsym(RTLD_DEFAULT, "PyFunction_Type");
+  py.PyMethod_Type = dlsym(RTLD_DEFAULT, "PyMethod_Type");
   if (py.minor <= 10) {
     py.frame_code_off = 32;
   } else {

@@ -94,6 +94,7 @@ typedef struct pyprof_pyapi {
   int ts_root_cframe_off; /* 3.10/3.11: PyThreadState -> root_cframe */
   void *PyCMethod_Type; /* 3.9+, subtype of PyCFunction_Type */
   void *PyMethodDescr_Type;
+  void *PyFunction_Type, *PyMethod_Type; /* for fast rejects on 3.12+ */
 } pyprof_pyapi;
 
 extern pyprof_pyapi py;
