@@ -439,12 +439,6 @@ void pyprof_leave(pyprof_thread *t, uint64_t now) {
 
 uint32_t pyprof_stack_depth(const pyprof_thread *t) { return t->depth; }
 
-pyprof_fid pyprof_stack_fid(const pyprof_thread *t, uint32_t i) {
-  if (i >= t->depth) return PYPROF_FID_NONE;
-  return t->entries[t->stack[t->depth - 1 - i].entry].fid;
-}
-
-uint64_t pyprof_thread_dropped(const pyprof_thread *t) { return t->dropped; }
 
 /* ---- snapshots ----------------------------------------------------------- */
 

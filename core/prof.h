@@ -199,14 +199,10 @@ void pyprof_enter_lost(pyprof_thread *t);
  * (a return from a frame entered before profiling began). */
 void pyprof_leave(pyprof_thread *t, uint64_t now);
 
-/* Depth of the shadow stack, and the registry id of the activation
- * `i` levels below the top (0 = innermost); PYPROF_FID_NONE if absent. */
+/* Depth of the shadow stack. Overflow and allocation failures are
+ * counted in `dropped`, never reported on the hot path; snapshots carry
+ * the count to the file. */
 uint32_t pyprof_stack_depth(const pyprof_thread *t);
-pyprof_fid pyprof_stack_fid(const pyprof_thread *t, uint32_t i);
-
-/* Overflow and allocation failures are counted, never reported on the hot
- * path; a dump reports them once. */
-uint64_t pyprof_thread_dropped(const pyprof_thread *t);
 
 /* ---- snapshots ---------------------------------------------------------- */
 
