@@ -153,6 +153,8 @@ typedef struct pyprof_thread {
 
   uint64_t dropped;       /* events lost to allocation failure */
   uint64_t tid;           /* OS thread id, for display */
+  void *host;             /* the interpreter's state of this thread, for
+                             stack reports (opaque here; set by preload) */
   int retired;            /* the OS thread has ended */
   struct pyprof_thread *next; /* global list (prof.c's lock) */
   pyprof_vclock clock;    /* this thread's virtual clock (clock.h) */
