@@ -45,6 +45,7 @@
 #define MSG_STACKS 4
 #define MSG_CRASH 5
 #define MSG_QUIT 6 /* the dumper thread ends (around os.fork) */
+#define MSG_STACKS_NATIVE 7
 #define MSG_TYPE(m) ((m) & 7)
 #define MSG_SIG(m) ((m) >> 3)
 
@@ -58,6 +59,9 @@ static int fatal_sigs[] = {SIGTERM, SIGHUP, SIGQUIT, SIGINT};
 /* A fatal signal being handled: set by its handler; whoever ends the
  * process through pyprof_finish*() dies by it (pyprof_die_if_fatal). */
 static volatile sig_atomic_t fatal_pending;
+
+/* The dumper thread's kernel id, 0 if none. Async-signal-safe. */
+pid_t pyprof_dumper_tid(void) { return dumper_running ? dumper_tid : 0; }
 
 /* Async-signal-safe: write(2) of one byte, errno preserved. */
 static void post(unsigned char msg) {
@@ -75,6 +79,9 @@ static void on_snapshot(int sig, siginfo_t *si, void *uc) {
   if (si && si->si_code == SI_QUEUE &&
       si->si_value.sival_int == PYPROF_STACKS_REQUEST)
     post(MSG_STACKS);
+  else if (si && si->si_code == SI_QUEUE &&
+           si->si_value.sival_int == PYPROF_STACKS_NATIVE)
+    post(MSG_STACKS_NATIVE);
   else
     post(MSG_SNAPSHOT);
 }
@@ -172,7 +179,8 @@ static void *dumper_main(void *arg) {
       die_by(MSG_SIG(msg));
       break;
     case MSG_STACKS:
-      pyprof_write_stacks();
+    case MSG_STACKS_NATIVE:
+      pyprof_write_stacks(MSG_TYPE(msg) == MSG_STACKS_NATIVE);
       break;
     case MSG_QUIT:
       return NULL;

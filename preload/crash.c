@@ -65,11 +65,28 @@ static volatile int crashing;                /* set by the first fault */
 typedef struct rep {
   char buf[2048];
   size_t n;
-  int fd[2]; /* stderr and the report file (-1 if none) */
+  int fd[2];     /* stderr and the report file (-1 if none) */
+  char *mem;     /* or, when set, into this memory (fd ignored) */
+  size_t mem_cap, mem_len;
 } rep;
+
+static void rep_init(rep *r, int fd0, int fd1) {
+  r->n = 0;
+  r->fd[0] = fd0;
+  r->fd[1] = fd1;
+  r->mem = NULL;
+  r->mem_cap = r->mem_len = 0;
+}
 
 /* Async-signal-safe. */
 static void rep_flush(rep *r) {
+  if (r->mem) { /* what does not fit is dropped */
+    size_t k = r->mem_cap - r->mem_len < r->n ? r->mem_cap - r->mem_len : r->n;
+    memcpy(r->mem + r->mem_len, r->buf, k);
+    r->mem_len += k;
+    r->n = 0;
+    return;
+  }
   for (int i = 0; i < 2; i++) {
     size_t off = 0;
     while (r->fd[i] >= 0 && off < r->n) {
@@ -118,17 +135,97 @@ static const char *sig_name(int sig) {
 
 /* ---- Python stacks ------------------------------------------------------- */
 
-/* Writes the Python stack of `t`, innermost first. Async-signal-safe: plain
- * loads, every index checked against the sizes read. */
-static void python_stack(rep *r, const pyprof_thread *t) {
-  uint32_t depth = t->depth, cap = t->stack_cap, ne = t->nentries;
-  const pyprof_frame *stack = t->stack;
-  const pyprof_entry *entries = t->entries;
-  if (depth > cap) depth = cap;
+#define LINE_FRAMES 128 /* innermost frames that get their current line */
+
+/* Index of `e` in the sorted `v[n]`, or -1. */
+static int find_sorted(const uint32_t *v, int n, uint32_t e) {
+  int lo = 0, hi = n - 1;
+  while (lo <= hi) {
+    int mid = (lo + hi) / 2;
+    if (v[mid] == e) return mid;
+    if (v[mid] < e) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/* The interpreter keys (code objects for Python functions) of entries
+ * ents[0..n): keys[i] for ents[i], NULL where not found. One pass over
+ * the thread's lookup table, read in pieces with pyprof_safe_read.
+ * Async-signal-safe. */
+static void entry_keys(const pyprof_thread *t, const uint32_t *ents, int n,
+                       const void **keys) {
+  uint32_t sorted[LINE_FRAMES];
+  int ns = 0;
+  for (int i = 0; i < n; i++) { /* insertion sort, duplicates dropped */
+    int j = ns;
+    while (j > 0 && sorted[j - 1] > ents[i]) j--;
+    if (j > 0 && sorted[j - 1] == ents[i]) continue;
+    memmove(sorted + j + 1, sorted + j, (size_t)(ns - j) * sizeof *sorted);
+    sorted[j] = ents[i];
+    ns++;
+  }
+  const void *by_sorted[LINE_FRAMES] = {0};
+  pyprof_slot chunk[64];
+  uint64_t nslots = (uint64_t)t->slot_mask + 1;
+  for (uint64_t i = 0; t->slots && i < nslots; i += 64) {
+    size_t k = nslots - i < 64 ? (size_t)(nslots - i) : 64;
+    if (pyprof_safe_read(chunk, t->slots + i, k * sizeof *chunk) < 0) break;
+    for (size_t j = 0; j < k; j++) {
+      int at = chunk[j].key ? find_sorted(sorted, ns, chunk[j].entry) : -1;
+      if (at >= 0) by_sorted[at] = chunk[j].key;
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    int at = find_sorted(sorted, ns, ents[i]);
+    keys[i] = at >= 0 ? by_sorted[at] : NULL;
+  }
+}
+
+/* Writes the Python stack of `live`, innermost first: function, file and
+ * the line it is at, where the interpreter's frames say (see pyframes.c),
+ * else the line the function starts at. Async-signal-safe: the thread's
+ * tables are read with pyprof_safe_read (its owner may be changing them;
+ * at worst a frame is wrong or missing, never a fault), lines come from
+ * pyprof_code_line (written defensively, see pyframes.c). */
+static void python_stack(rep *r, const pyprof_thread *live) {
+  pyprof_thread t;
+  if (pyprof_safe_read(&t, live, sizeof t) < 0) {
+    rep_s(r, "    (unreadable)\n");
+    return;
+  }
+  uint32_t depth = t.depth < t.stack_cap ? t.depth : t.stack_cap;
   if (depth == 0) rep_s(r, "    (no Python frames seen)\n");
-  for (uint32_t i = depth; i-- > 0;) {
-    uint32_t e = stack[i].entry;
-    const pyprof_func *f = e < ne ? pyprof_func_get(entries[e].fid) : NULL;
+  /* The innermost frames' entries and keys, and the interpreter's frames,
+   * matched in order by code object. */
+  uint32_t ents[LINE_FRAMES];
+  int nlined = depth < LINE_FRAMES ? (int)depth : LINE_FRAMES;
+  for (int i = 0; i < nlined; i++) {
+    pyprof_frame fr;
+    ents[i] = pyprof_safe_read(&fr, t.stack + depth - 1 - i, sizeof fr) == 0
+                  ? fr.entry : UINT32_MAX;
+  }
+  const void *keys[LINE_FRAMES];
+  entry_keys(&t, ents, nlined, keys);
+  pyprof_pyframe pf[LINE_FRAMES];
+  int npf = pyprof_py_frames(t.host, pf, LINE_FRAMES), next_pf = 0;
+  for (uint32_t k = 0; k < depth; k++) {
+    uint32_t i = depth - 1 - k; /* innermost first */
+    pyprof_frame fr;
+    pyprof_entry ent;
+    const pyprof_func *f = NULL;
+    if (pyprof_safe_read(&fr, t.stack + i, sizeof fr) == 0 &&
+        fr.entry < t.nentries &&
+        pyprof_safe_read(&ent, t.entries + fr.entry, sizeof ent) == 0)
+      f = pyprof_func_get(ent.fid);
+    int line = 0;
+    if (k < (uint32_t)nlined && keys[k])
+      for (int j = next_pf; j < npf; j++)
+        if (pf[j].code == keys[k]) {
+          line = pyprof_code_line(keys[k], pf[j].addr);
+          next_pf = j + 1;
+          break;
+        }
     rep_s(r, "    ");
     if (!f) {
       rep_s(r, "?\n");
@@ -138,8 +235,13 @@ static void python_stack(rep *r, const pyprof_thread *t) {
     if (f->line || strcmp(f->file, "~") != 0) { /* built-ins: name only */
       rep_s(r, " (");
       rep_s(r, f->file);
-      rep_s(r, ":");
-      rep_num(r, (uint64_t)f->line, 0);
+      if (line) {
+        rep_s(r, ":");
+        rep_num(r, (uint64_t)line, 0);
+      } else {
+        rep_s(r, ", def line ");
+        rep_num(r, (uint64_t)f->line, 0);
+      }
       rep_s(r, ")");
     }
     rep_s(r, "\n");
@@ -228,6 +330,220 @@ static void native_stack(rep *r, void *uc) {
 }
 #endif
 
+/* ---- native stacks of the other threads ---------------------------------- */
+
+/* A thread can only unwind itself: its registers are nowhere else. So we
+ * send each thread PYPROF_UNWIND_SIGNAL with tgkill(2); its handler
+ * unwinds from the signal's context into a slot of `uslots`, and the
+ * requester (the crashing thread's handler, or the dumper for `pyprof
+ * stacks --native`) waits a bounded time for the answers. A thread that
+ * blocks signals, or is stuck, is reported as not answering. The signal
+ * interrupts a blocking system call of the thread: the kernel restarts
+ * most of them (SA_RESTART), but poll, select, nanosleep, epoll_wait and a
+ * few others return EINTR, which CPython (PEP 475) and careful C code
+ * retry. The handler is only installed at the first request, and only if
+ * the program has none on that signal. */
+#define PYPROF_UNWIND_SIGNAL (SIGRTMAX - 2)
+#ifdef HAVE_LIBUNWIND
+#define NUSLOTS 128
+#define USLOT_TEXT 6144
+enum { US_FREE, US_PENDING, US_RUNNING, US_DONE, US_ABANDONED };
+typedef struct uslot {
+  int state;  /* US_*, atomic */
+  pid_t tid;  /* the thread asked */
+  size_t len; /* of text, once US_DONE */
+  char text[USLOT_TEXT];
+} uslot;
+static uslot *uslots;      /* mmap'd at the first request */
+static int unwind_busy;    /* a request is under way (atomic) */
+static int unwind_handler; /* 1 installed, -1 the signal is the program's */
+
+/* The handler in the asked thread. Written defensively (libunwind, dladdr:
+ * see the top of the file); everything else async-signal-safe. */
+static void on_unwind(int sig, siginfo_t *si, void *uc) {
+  (void)sig;
+  int saved = errno;
+  pid_t me = (pid_t)syscall(SYS_gettid);
+  if (uslots && si && si->si_code == SI_TKILL && si->si_pid == getpid())
+    for (int i = 0; i < NUSLOTS; i++) {
+      int want = US_PENDING;
+      if (uslots[i].tid != me ||
+          !__atomic_compare_exchange_n(&uslots[i].state, &want, US_RUNNING, 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        continue;
+      rep r;
+      rep_init(&r, -1, -1);
+      r.mem = uslots[i].text;
+      r.mem_cap = USLOT_TEXT;
+      native_stack(&r, uc);
+      rep_flush(&r);
+      uslots[i].len = r.mem_len;
+      __atomic_store_n(&uslots[i].state, US_DONE, __ATOMIC_RELEASE);
+      break;
+    }
+  errno = saved;
+}
+
+/* Installs on_unwind if the signal is free. Async-signal-safe. */
+static int unwind_handler_ready(void) {
+  if (unwind_handler) return unwind_handler > 0;
+  struct sigaction old, sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_unwind;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(PYPROF_UNWIND_SIGNAL, NULL, &old) < 0 ||
+      (!(old.sa_flags & SA_SIGINFO) && old.sa_handler != SIG_DFL) ||
+      ((old.sa_flags & SA_SIGINFO) && old.sa_sigaction != on_unwind)) {
+    unwind_handler = -1;
+    return 0;
+  }
+  if (sigaction(PYPROF_UNWIND_SIGNAL, &sa, NULL) < 0) return 0;
+  unwind_handler = 1;
+  return 1;
+}
+
+/* The thread ids of this process, from /proc/self/task. Async-signal-
+ * safe (open, getdents64, close). Returns how many (at most cap). */
+static int list_tids(pid_t *out, int cap) {
+  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[4096];
+  int n = 0;
+  for (;;) {
+    long got = syscall(SYS_getdents64, fd, buf, sizeof buf);
+    if (got <= 0) break;
+    for (long off = 0; off < got;) {
+      unsigned short reclen;
+      memcpy(&reclen, buf + off + 16, sizeof reclen); /* d_reclen */
+      const char *name = buf + off + 19;              /* d_name */
+      long v = 0;
+      int digits = 0;
+      for (; *name >= '0' && *name <= '9'; name++, digits++)
+        v = v * 10 + (*name - '0');
+      if (digits && !*name && n < cap) out[n++] = (pid_t)v;
+      off += reclen ? reclen : got;
+    }
+  }
+  close(fd);
+  return n;
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Writes "  Thread <tid>:" and the native stack of every thread of the
+ * process but the caller, waiting at most `wait_ms` for their answers.
+ * Async-signal-safe apart from what on_unwind does in each thread. */
+static void native_stacks_of_others(rep *r, int wait_ms) {
+  if (!unw_init2) {
+    rep_s(r, "  (libunwind not available)\n");
+    return;
+  }
+  if (__atomic_exchange_n(&unwind_busy, 1, __ATOMIC_ACQUIRE)) {
+    rep_s(r, "  (another request is being served)\n");
+    return;
+  }
+  if (!unwind_handler_ready()) {
+    rep_s(r, "  (signal ");
+    rep_num(r, (uint64_t)PYPROF_UNWIND_SIGNAL, 0);
+    rep_s(r, " has a handler of the program's: not used)\n");
+    goto out;
+  }
+  if (!uslots) {
+    void *m = mmap(NULL, NUSLOTS * sizeof(uslot), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+      rep_s(r, "  (no memory)\n");
+      goto out;
+    }
+    uslots = m;
+  }
+  pid_t tids[NUSLOTS];
+  int asked[NUSLOTS]; /* slot of tids[i], -1 if not asked */
+  int n = list_tids(tids, NUSLOTS);
+  pid_t me = (pid_t)syscall(SYS_gettid), pid = getpid();
+  pid_t dumper = pyprof_dumper_tid();
+  int next_slot = 0;
+  for (int i = 0; i < n; i++) {
+    asked[i] = -1;
+    if (tids[i] == me || tids[i] == dumper) continue;
+    while (next_slot < NUSLOTS) { /* a slot no late handler still writes */
+      int st = __atomic_load_n(&uslots[next_slot].state, __ATOMIC_ACQUIRE);
+      if (st != US_PENDING && st != US_RUNNING) break;
+      next_slot++;
+    }
+    if (next_slot == NUSLOTS) break;
+    uslot *u = &uslots[next_slot];
+    u->tid = tids[i];
+    u->len = 0;
+    __atomic_store_n(&u->state, US_PENDING, __ATOMIC_RELEASE);
+    if (syscall(SYS_tgkill, pid, tids[i], PYPROF_UNWIND_SIGNAL) == 0)
+      asked[i] = next_slot++;
+    else
+      __atomic_store_n(&u->state, US_FREE, __ATOMIC_RELEASE);
+  }
+  uint64_t deadline = now_ms() + (uint64_t)wait_ms;
+  for (;;) {
+    int waiting = 0;
+    for (int i = 0; i < n; i++)
+      if (asked[i] >= 0) {
+        int st = __atomic_load_n(&uslots[asked[i]].state, __ATOMIC_ACQUIRE);
+        waiting += st == US_PENDING || st == US_RUNNING;
+      }
+    if (!waiting || now_ms() >= deadline) break;
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  int shown = 0;
+  for (int i = 0; i < n; i++) {
+    if (tids[i] == me || tids[i] == dumper) continue; /* dumper: ours */
+    shown++;
+    rep_s(r, "  Thread ");
+    rep_num(r, (uint64_t)tids[i], 0);
+    rep_s(r, ":\n");
+    if (asked[i] < 0) {
+      rep_s(r, "    (not asked: the thread has ended, or too many threads)\n");
+      continue;
+    }
+    uslot *u = &uslots[asked[i]];
+    int want = US_PENDING;
+    if (__atomic_compare_exchange_n(&u->state, &want, US_ABANDONED, 0,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+      rep_s(r, "    (no answer within ");
+      rep_num(r, (uint64_t)wait_ms, 0);
+      rep_s(r, " ms: the thread blocks signals, or is stuck)\n");
+      continue;
+    }
+    if (want == US_RUNNING) {
+      rep_s(r, "    (still unwinding when we stopped waiting)\n");
+      continue;
+    }
+    rep_flush(r);
+    size_t len = u->len < USLOT_TEXT ? u->len : USLOT_TEXT;
+    for (size_t off = 0; off < len;) {
+      size_t k = len - off < sizeof r->buf ? len - off : sizeof r->buf;
+      memcpy(r->buf, u->text + off, k);
+      r->n = k;
+      rep_flush(r);
+      off += k;
+    }
+    __atomic_store_n(&u->state, US_FREE, __ATOMIC_RELEASE);
+  }
+  if (!shown) rep_s(r, "  (none)\n");
+out:
+  __atomic_store_n(&unwind_busy, 0, __ATOMIC_RELEASE);
+}
+#else
+static void native_stacks_of_others(rep *r, int wait_ms) {
+  (void)wait_ms;
+  rep_s(r, "  (built without libunwind)\n");
+}
+#endif
+
 /* ---- the handler ---------------------------------------------------------- */
 
 /* Opens "<profile path><suffix>" for the report. Async-signal-safe. */
@@ -257,9 +573,7 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
     return;
   }
   rep r;
-  r.n = 0;
-  r.fd[0] = 2;
-  r.fd[1] = open_beside_profile(".crash.txt");
+  rep_init(&r, 2, open_beside_profile(".crash.txt"));
   pyprof_thread *self = pyprof_tls;
   rep_s(&r, "pyprof: fatal signal ");
   rep_s(&r, sig_name(sig));
@@ -277,6 +591,8 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
   python_stacks(&r, self, " (crashed)");
   rep_s(&r, "Native stack of the crashing thread:\n");
   native_stack(&r, uc);
+  rep_s(&r, "Native stacks of the other threads:\n");
+  native_stacks_of_others(&r, 1000);
   rep_flush(&r);
   if (r.fd[1] >= 0) close(r.fd[1]);
   pyprof_control_crash_dump(5000);
@@ -329,16 +645,14 @@ void pyprof_crash_start(void) {
 
 /* Writes "<profile path>.stacks.txt" with every thread's Python stack.
  * From the dumper thread; needs no GIL. */
-void pyprof_write_stacks(void) {
+void pyprof_write_stacks(int native) {
   char path[PYPROF_PATH_MAX];
   if (pyprof_output_path(path, sizeof path - 32) < 0) return;
   strcat(path, ".stacks.txt");
   char tmp[PYPROF_PATH_MAX + 32];
   snprintf(tmp, sizeof tmp, "%s.part", path);
   rep r;
-  r.n = 0;
-  r.fd[0] = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  r.fd[1] = -1;
+  rep_init(&r, open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), -1);
   if (r.fd[0] < 0) {
     pyprof_say("cannot write %s: %s", path, strerror(errno));
     return;
@@ -347,6 +661,15 @@ void pyprof_write_stacks(void) {
   rep_num(&r, (uint64_t)getpid(), 0);
   rep_s(&r, " (innermost first):\n");
   python_stacks(&r, NULL, "");
+  if (native) {
+    /* The request came as a signal that some thread is still returning
+     * from (on_snapshot): give it a moment, or its stack shows our
+     * handler on top. */
+    struct timespec pause = {0, 20 * 1000000};
+    nanosleep(&pause, NULL);
+    rep_s(&r, "Native stacks (innermost first):\n");
+    native_stacks_of_others(&r, 1000);
+  }
   rep_flush(&r);
   int ok = fsync(r.fd[0]) == 0 || errno == EINVAL;
   close(r.fd[0]);

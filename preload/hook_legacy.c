@@ -89,6 +89,7 @@ pyprof_thread *pyprof_attach(void) {
   }
   pyprof_thread *t = pyprof_thread_new((uint64_t)syscall(SYS_gettid));
   if (!t) return NULL;
+  t->host = py.PyThreadState_Get(); /* GIL held: this thread's state */
   pyprof_crash_thread_init();
   pthread_setspecific(tls_key, t);
   pyprof_tls = t;

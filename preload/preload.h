@@ -66,15 +66,26 @@ int pyprof_output_path(char *buf, size_t len);
 
 /* crash.c */
 #define PYPROF_STACKS_REQUEST 0x70797374 /* sigqueue value: write stacks */
+#define PYPROF_STACKS_NATIVE 0x7079736e  /* ... with native stacks too */
 void pyprof_crash_start(void);       /* handlers, alt stack; at start */
 void pyprof_crash_thread_init(void); /* alt stack for this thread */
 void pyprof_crash_thread_exit(void); /* ... taken down at its exit */
-void pyprof_write_stacks(void);      /* <profile>.stacks.txt; no GIL */
+void pyprof_write_stacks(int native); /* <profile>.stacks.txt; no GIL */
 void pyprof_crash_load_unwinder(void); /* dumper thread, once */
+
+/* pyframes.c: the interpreter's frames of a thread (stack reports) */
+typedef struct pyprof_pyframe {
+  const void *code; /* code object (unverified: compare before use) */
+  int addr;         /* byte offset of the current instruction, -1 unknown */
+} pyprof_pyframe;
+int pyprof_safe_read(void *out, const void *addr, size_t n);
+int pyprof_py_frames(void *tstate, pyprof_pyframe *out, int cap);
+int pyprof_code_line(const void *code, int addr);
 
 /* control.c */
 void pyprof_control_crash_dump(int timeout_ms); /* async-signal-safe */
 void pyprof_die_if_fatal(void);   /* a fatal signal arrived: die by it */
+pid_t pyprof_dumper_tid(void);    /* 0 if none; async-signal-safe */
 int pyprof_control_start(void);   /* handlers and dumper; GIL held */
 void pyprof_pause(int pause);     /* GIL held */
 

@@ -63,6 +63,8 @@ int pyprof_pyapi_load(void) {
   NEED(PyDict_SetItemString);
   NEED(PyEval_GetBuiltins);
   NEED(Py_CompileString);
+  NEED(PyThreadState_Get);
+  NEED(PyCode_Addr2Line);
   if (!(py.PyCFunction_Type = dlsym(RTLD_DEFAULT, "PyCFunction_Type")) ||
       !(py.PyModule_Type = dlsym(RTLD_DEFAULT, "PyModule_Type")) ||
       !(py.Py_None = dlsym(RTLD_DEFAULT, "_Py_NoneStruct")))
@@ -95,6 +97,28 @@ int pyprof_pyapi_load(void) {
   } else {
     py.frame_iframe_off = 24;
     py.iframe_code_off = py.minor == 11 ? 32 : 0;
+  }
+  /* Frame walking for stack reports, from the same headers (offsetof in
+   * Include/cpython/pystate.h, frameobject.h and, from 3.11,
+   * Include/internal/pycore_frame.h and pycore_code.h; Debian's 3.11.2
+   * agrees with 3.11.7). */
+  py.cframe_frame_off = -1;
+  if (py.minor <= 10) {
+    py.ts_frame_off = 24;                          /* tstate->frame */
+    py.fr_back_off = 24, py.fr_code_off = 32;      /* f_back, f_code */
+    py.fr_instr_off = py.minor == 10 ? 96 : 104;   /* f_lasti */
+  } else if (py.minor == 11) {
+    py.ts_frame_off = 56, py.cframe_frame_off = 8; /* cframe->current_frame */
+    py.fr_code_off = 32, py.fr_back_off = 48, py.fr_instr_off = 56;
+    py.co_code_off = 184;                          /* co_code_adaptive */
+  } else if (py.minor == 12) {
+    py.ts_frame_off = 56, py.cframe_frame_off = 0;
+    py.fr_code_off = 0, py.fr_back_off = 8, py.fr_instr_off = 56;
+    py.co_code_off = 192;
+  } else {
+    py.ts_frame_off = 72;                          /* tstate->current_frame */
+    py.fr_code_off = 0, py.fr_back_off = 8, py.fr_instr_off = 56;
+    py.co_code_off = 200;
   }
   return 0;
 }

@@ -95,6 +95,17 @@ typedef struct pyprof_pyapi {
   void *PyCMethod_Type; /* 3.9+, subtype of PyCFunction_Type */
   void *PyMethodDescr_Type;
   void *PyFunction_Type, *PyMethod_Type; /* for fast rejects on 3.12+ */
+  /* Stack reports (pyframes.c), not the hot path. The frame a thread
+   * state is running: *(ts + ts_frame_off), then through 3.12 (when
+   * cframe_frame_off >= 0) *(that + cframe_frame_off). From a frame: the
+   * caller's frame, the code object, and where it is in the code: f_lasti
+   * (an int: a byte offset through 3.9, an instruction index in 3.10) or,
+   * from 3.11, a pointer to the instruction, relative to the code object
+   * plus co_code_off. */
+  int ts_frame_off, cframe_frame_off;
+  int fr_back_off, fr_code_off, fr_instr_off, co_code_off;
+  void *(*PyThreadState_Get)(void);
+  int (*PyCode_Addr2Line)(PyObject *code, int byte_offset);
 } pyprof_pyapi;
 
 extern pyprof_pyapi py;

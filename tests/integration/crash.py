@@ -209,9 +209,24 @@ def build_c(src, wd, name):
 HEAD_RE = re.compile(r"pyprof: fatal signal (SIG[A-Z]+)(?: at address (0x[0-9a-f]+))?"
                      r" in thread (\d+) of process (\d+)$")
 THREAD_RE = re.compile(r"  Thread (\d+)( \(crashed\))?:$")
-FRAME_RE = re.compile(r"    (?P<name>\S.*?)(?: \((?P<file>.+):(?P<line>\d+)\))?$")
+FRAME_RE = re.compile(r"    (?P<name>\S.*?)(?: \((?P<file>.+?)(?::(?P<line>\d+)|, def line (?P<def>\d+))\))?$")
+NOTE_RE = re.compile(r"    \(.+\)$")  # e.g. "(no answer within 1000 ms: ...)"
 NATIVE_RE = re.compile(r"    #(?P<n>\d+) (?P<ip>0x[0-9a-f]+)"
                        r"(?: (?P<sym>[^ ]+)\+(?P<off>0x[0-9a-f]+))?(?: in (?P<lib>.+))?$")
+
+
+def frame_line(m):
+    """The line of a FRAME_RE match: an int (the line being executed), "def
+    N" (only where the function starts is known) or None (a built-in)."""
+    if m.group("line"):
+        return int(m.group("line"))
+    return "def " + m.group("def") if m.group("def") else None
+
+
+def native_frame(m):
+    return {"n": int(m.group("n")), "ip": int(m.group("ip"), 16), "sym": m.group("sym"),
+            "off": int(m.group("off"), 16) if m.group("off") else None,
+            "lib": m.group("lib"), "line": m.group(0)}
 
 
 class Report:
@@ -225,6 +240,7 @@ class Report:
         self.tid = self.pid = None
         self.threads = []   # [{"tid", "crashed", "frames": [(name, file, line)]}]
         self.native = []    # [{"n", "ip", "sym", "off", "lib"}]
+        self.others = {}    # {tid: [native frames as above] or [note]}
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
@@ -255,22 +271,39 @@ class Report:
                     continue
                 m = FRAME_RE.match(line)
                 if m and self.threads and not line.startswith("    #"):
-                    ln = m.group("line")
-                    self.threads[-1]["frames"].append(
-                        (m.group("name"), m.group("file"), int(ln) if ln else None))
+                    self.threads[-1]["frames"].append((m.group("name"), m.group("file"),
+                                                       frame_line(m)))
                     continue
                 self.problems.append("unexpected line in the Python stacks: %r" % line)
+            elif part == "others":
+                m = THREAD_RE.match(line)
+                if m and not m.group(2):
+                    cur = self.others.setdefault(int(m.group(1)), [])
+                    continue
+                m = NATIVE_RE.match(line)
+                if m and self.others:
+                    cur.append(native_frame(m))
+                    continue
+                if NOTE_RE.match(line) and self.others:
+                    cur.append(line.strip())
+                    continue
+                if line == "  (none)" and not self.others:
+                    continue
+                self.problems.append("unexpected line in the other threads' native stacks: %r"
+                                     % line)
             else:
+                if line == "Native stacks of the other threads:":
+                    part = "others"
+                    continue
                 m = NATIVE_RE.match(line)
                 if m:
-                    self.native.append({"n": int(m.group("n")), "ip": int(m.group("ip"), 16),
-                                        "sym": m.group("sym"),
-                                        "off": int(m.group("off"), 16) if m.group("off") else None,
-                                        "lib": m.group("lib"), "line": line})
+                    self.native.append(native_frame(m))
                     continue
                 self.problems.append("unexpected line in the native stack: %r" % line)
-        if part != "native":
+        if part == "python":
             self.problems.append("no 'Native stack of the crashing thread:' line")
+        elif part != "others":
+            self.problems.append("no 'Native stacks of the other threads:' line")
         nums = [f["n"] for f in self.native]
         if nums != list(range(len(nums))):
             self.problems.append("native frames numbered %s, want 0..%d" % (nums, len(nums) - 1))
@@ -298,6 +331,11 @@ def report_from_stderr(err):
     j += 1
     while j < len(lines) and NATIVE_RE.match(lines[j]):
         j += 1
+    if j < len(lines) and lines[j] == "Native stacks of the other threads:":
+        j += 1
+        while j < len(lines) and (THREAD_RE.match(lines[j]) or NATIVE_RE.match(lines[j])
+                                  or NOTE_RE.match(lines[j]) or lines[j] == "  (none)"):
+            j += 1
     return "\n".join(lines[i:j]) + "\n", len(starts)
 
 
@@ -332,32 +370,34 @@ def check_report(res, crash_path, sig, want_pid=None):
     return rep
 
 
-def first_lines(py, path, names):
-    """{name: co_firstlineno} of the module code ('<module>') and of the
-    top-level functions `names` of the file, as the interpreter under test
-    compiles them."""
-    code = ("import sys, types\n"
-            "c = compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')\n"
-            "print('<module>', c.co_firstlineno)\n"
-            "for k in c.co_consts:\n"
-            "    if isinstance(k, types.CodeType): print(k.co_name, k.co_firstlineno)\n")
-    p = subprocess.run([py, "-c", code, path], env=R.base_env(), stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=60)
-    if p.returncode != 0:
-        raise Fatal("reading first lines of %s failed: %s" % (path, p.stderr.decode(errors="replace")))
-    got = dict((l.split()[0], int(l.split()[1])) for l in p.stdout.decode().splitlines())
-    missing = [n for n in names if n not in got]
-    if missing:
-        raise Fatal("no code objects %s in %s" % (missing, path))
+def call_lines(path, snippets):
+    """{name: line number} of the one line of `path` that starts (after
+    indentation) with snippets[name]: where a stack report must place that
+    frame (the line it is executing, a call)."""
+    with open(path) as f:
+        lines = f.read().split("\n")
+    got = {}
+    for name, snip in snippets.items():
+        at = [i + 1 for i, l in enumerate(lines) if l.strip().startswith(snip.strip())]
+        if len(at) != 1:
+            raise Fatal("%r is on lines %s of %s, want exactly one" % (snip, at, path))
+        got[name] = at[0]
     return got
 
 
-def stdlib_first_line(py, expr):
-    """(co_filename, co_firstlineno) of a stdlib function, e.g. ctypes.string_at."""
+def stdlib_call_line(py, expr, snippet):
+    """(co_filename, line) of the line of stdlib function `expr` (e.g.
+    ctypes.string_at) containing `snippet`, as the interpreter under test
+    has it."""
     mod = expr.rsplit(".", 1)[0]
-    out = R.python_query(py, "import %s; c = %s.__code__; print(c.co_filename); print(c.co_firstlineno)"
-                         % (mod, expr))
+    out = R.python_query(
+        py, "import inspect, %s; f = %s; src, first = inspect.getsourcelines(f); "
+        "at = [first + i for i, l in enumerate(src) if %r in l]; "
+        "print(f.__code__.co_filename); print(at[0] if len(at) == 1 else -1)"
+        % (mod, expr, snippet))
     fname, line = out.splitlines()
+    if int(line) < 0:
+        raise Fatal("%r is not on exactly one line of %s" % (snippet, expr))
     return fname, int(line)
 
 
@@ -402,14 +442,22 @@ def wrote_lines(res, path):
     return [l for l in pyprof_lines(res.err) if l.startswith("pyprof: wrote %s " % path)]
 
 
-def nested_expect(py):
-    """Expected crashed-thread frames of crash_nested.py for segv / abort."""
-    fl = first_lines(py, W(NESTED), ["leaf", "middle", "outer", "helper"])
+LEAF_CALLS = {"segv": "ctypes.string_at(0)", "abort": "ctypes.CDLL(None).abort()",
+              "sleep": "time.sleep(30)"}
+
+
+def nested_expect(py, mode):
+    """Expected crashed-thread frames of crash_nested.py in `mode`, with
+    the lines each frame is at: ([string_at,] leaf, middle, outer,
+    <module>) for segv, without string_at for the others."""
     wf = W(NESTED)
-    tail = [("leaf", wf, fl["leaf"]), ("middle", wf, fl["middle"]),
-            ("outer", wf, fl["outer"]), ("<module>", wf, fl["<module>"])]
-    sf, sl = stdlib_first_line(py, "ctypes.string_at")
-    return [("string_at", sf, sl)] + tail, tail
+    cl = call_lines(wf, {"leaf": LEAF_CALLS[mode], "middle": "    leaf(mode)",
+                         "outer": "    middle(mode)", "<module>": "outer(MODE)"})
+    tail = [(n, wf, cl[n]) for n in ("leaf", "middle", "outer", "<module>")]
+    if mode != "segv":
+        return tail
+    sf, sl = stdlib_call_line(py, "ctypes.string_at", "_string_at(")
+    return [("string_at", sf, sl)] + tail
 
 
 def libname(path):
@@ -434,7 +482,7 @@ def scenario_segv(py, lib, wd):
     loads with pstats, helper 3 calls, outer/middle/leaf/<module> 1; the
     directory holds exactly crash.prof and crash.prof.crash.txt;
     stdout empty (nothing ran after the crash)."""
-    frames, _ = nested_expect(py)
+    frames = nested_expect(py, "segv")
     CHK.section = "plain"
     plain = run([py, W(NESTED), "segv"], wd)
     CHK.equal(plain.status, -signal.SIGSEGV, "plain python's status (test premise)")
@@ -453,6 +501,7 @@ def scenario_segv(py, lib, wd):
         if rep.crashed():
             expect_frames(rep.crashed(), frames, "crashed thread")
         check_native_segv(rep)
+        CHK.equal(rep.others, {}, "other threads' native stacks (only our dumper exists)")
     wl = wrote_lines(res, prof)
     CHK.equal(len(wl), 1, "'pyprof: wrote %s' lines" % prof)
     check_prof(prof, {"helper": 3, "outer": 1, "middle": 1, "leaf": 1, "<module>": 1}, res=res)
@@ -485,7 +534,7 @@ def scenario_abort(py, lib, wd):
     libc; <out>/abort.<pid>.prof.crash.txt (the start directory, not the
     one chdir'ed to) equals the report; abort.<pid>.prof with helper 3,
     outer/middle/leaf 1; <out>/elsewhere stays empty."""
-    _, frames = nested_expect(py)
+    frames = nested_expect(py, "abort")
     CHK.section = "plain"
     plain = run([py, W(NESTED), "abort"], wd)
     CHK.equal(plain.status, -signal.SIGABRT, "plain python's status (test premise)")
@@ -527,7 +576,7 @@ def scenario_overflow(py, lib, wd):
     _bootstrap_inner, _bootstrap; two threads listed; go 1 in the .prof."""
     so = build_c("crash_rec.c", wd, "crash_rec.so")
     wf = W("crash_overflow.py")
-    fl = first_lines(py, wf, ["go"])
+    fl = call_lines(wf, {"go": "LIB.recurse(0)", "<module>": "    go()"})
     for mode in ("main", "thread"):
         CHK.section = mode + " plain"
         argv = [py, wf, so] + (["thread"] if mode == "thread" else [])
@@ -571,11 +620,14 @@ def scenario_thread(py, lib, wd):
     (tid != pid), exactly two threads listed; the crashed one is that tid,
     with exactly string_at, crasher, thread_main, run, _bootstrap_inner,
     _bootstrap; the other is the main thread (tid == pid), not marked, its
-    stack contains join and ends with <module>; the .prof has crasher,
+    stack contains join and ends with <module>; the native stacks of the
+    other threads list the main thread only (our dumper thread is left out)
+    with >= 3 frames, some named, reaching Py_RunMain/main; the .prof has crasher,
     thread_main, main_in_join >= 1 (it polled)."""
     wf = W("crash_thread.py")
-    fl = first_lines(py, wf, ["crasher", "thread_main"])
-    sf, sl = stdlib_first_line(py, "ctypes.string_at")
+    fl = call_lines(wf, {"crasher": "ctypes.string_at(0)", "thread_main": "    crasher()",
+                         "<module>": "t.join()"})
+    sf, sl = stdlib_call_line(py, "ctypes.string_at", "_string_at(")
     out = fresh_dir(os.path.join(wd, "out"))
     prof = os.path.join(out, "thr.prof")
     res = run([py, wf], wd, lib=lib, env={"PYPROF_OUT": prof})
@@ -601,6 +653,13 @@ def scenario_thread(py, lib, wd):
             names = rep.names(m)
             CHK.check("join" in names, "main thread's stack has no join: %s" % names)
             CHK.equal(m["frames"][-1:], [("<module>", wf, fl["<module>"])], "main's outermost frame")
+        CHK.equal(sorted(rep.others), [res.pid], "threads in 'Native stacks of the other threads'")
+        nat = [f for f in rep.others.get(res.pid, []) if isinstance(f, dict)]
+        CHK.check(len(nat) >= 3 and any(f["sym"] for f in nat),
+                  "main thread's native stack: want >= 3 frames, some named:\n" + rep.text)
+        CHK.check(any(f["sym"] in ("Py_RunMain", "Py_BytesMain", "main", "__libc_start_main")
+                      for f in nat),
+                  "main thread's native stack does not reach the program's start:\n" + rep.text)
     CHK.equal(len(wrote_lines(res, prof)), 1, "'pyprof: wrote %s' lines" % prof)
     stats = check_prof(prof, {"crasher": 1, "thread_main": 1}, res=res)
     if stats is not None:
@@ -626,7 +685,7 @@ def scenario_faulthandler(py, lib, wd):
     stderr without our report and 'pyprof: wrote' line equals the plain
     run's (hex numbers masked: thread ids); .crash.txt equals the report;
     .prof with helper 3."""
-    frames, _ = nested_expect(py)
+    frames = nested_expect(py, "segv")
     argv = [py, "-X", "faulthandler", W(NESTED), "segv"]
     CHK.section = "plain"
     plain = run(argv, wd)
@@ -668,7 +727,7 @@ def scenario_late_faulthandler(py, lib, wd):
     carries no fault address (si_code <= 0: its si_addr bytes hold the
     sender's pid and uid): the report must not print the pid as the fault
     address — only the true one (0x0) or none."""
-    frames, _ = nested_expect(py)
+    frames = nested_expect(py, "segv")
     out = fresh_dir(os.path.join(wd, "out"))
     prof = os.path.join(out, "late.prof")
     res = run([py, W(NESTED), "segv", "--faulthandler"], wd, lib=lib, env={"PYPROF_OUT": prof})
@@ -701,7 +760,7 @@ def scenario_sent(py, lib, wd):
     address claimed from si_addr (for a sent signal it holds the sender's
     pid and uid): the address, if any, is not this test's pid; .prof with
     helper 3, leaf 1, time.sleep 1."""
-    _, tail = nested_expect(py)
+    tail = nested_expect(py, "sleep")
     for what, use_lib in (("plain", False), ("pyprof", True)):
         CHK.section = what
         out = fresh_dir(os.path.join(wd, "out-" + what))
@@ -864,8 +923,10 @@ def scenario_altstack(py, lib, wd):
 # 9. live stacks
 
 def parse_stacks(text):
-    """{tid: [frame names]} and problems of a .stacks.txt file."""
-    problems, threads, cur = [], {}, None
+    """{tid: [frames (name, file, line)]}, {tid: [native frames or notes]}
+    and problems of a .stacks.txt file (the native part only with
+    --native)."""
+    problems, threads, native, cur = [], {}, {}, None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -873,19 +934,28 @@ def parse_stacks(text):
         problems.append("does not end with a newline")
     if not lines or not re.match(r"Python stacks of process \d+ \(innermost first\):$", lines[0]):
         problems.append("first line %r" % (lines[0] if lines else None))
+    part = threads
     for line in lines[1:]:
+        if line == "Native stacks (innermost first):" and part is threads:
+            part, cur = native, None
+            continue
         m = THREAD_RE.match(line)
         if m:
             if m.group(2):
                 problems.append("thread marked (crashed) in live stacks: %r" % line)
-            cur = threads.setdefault(int(m.group(1)), [])
+            cur = part.setdefault(int(m.group(1)), [])
             continue
+        if part is native and cur is not None:
+            m = NATIVE_RE.match(line)
+            if m or NOTE_RE.match(line):
+                cur.append(native_frame(m) if m else line.strip())
+                continue
         m = FRAME_RE.match(line)
-        if m and cur is not None:
-            cur.append(m.group("name"))
+        if part is threads and m and cur is not None:
+            cur.append((m.group("name"), m.group("file"), frame_line(m)))
             continue
         problems.append("unexpected line %r" % line)
-    return threads, problems
+    return threads, native, problems
 
 
 def scenario_stacks(py, lib, wd):
@@ -900,7 +970,11 @@ def scenario_stacks(py, lib, wd):
     _bootstrap; one = spinner, ...; one = blocker, ... (each ending run,
     _bootstrap_inner, _bootstrap); no (crashed) mark.  If `scripts/pyprof stacks` exists: with the
     file removed, `pyprof stacks PID` exits 0 and the file is back within
-    1.5 s, listing holder again.  The program then exits 0, prints 'done',
+    1.5 s, listing holder again; `pyprof stacks --native PID` prints the
+    file it makes, which also has a native stack for each of the 4 threads
+    (main's in spin_hold of crash_spin.so while it holds the GIL, blocker's
+    in libc's sleep); main's Python frames carry the lines being executed.
+    The program then exits 0, prints 'done',
     stderr is 'pyprof: wrote <stacks file>' (once per request) and
     'pyprof: wrote <out>/st.prof (N functions)', and st.prof has sleeper,
     spinner, blocker, holder, main 1 each."""
@@ -947,6 +1021,18 @@ def scenario_stacks(py, lib, wd):
             CHK.note("file %.3f s after starting the command" % (t3 - t2))
             with open(spath) as f:
                 check_live_stacks(f.read(), p.pid)
+        CHK.section = "pyprof stacks --native"
+        os.unlink(spath)
+        cli = subprocess.run([sys.executable, PYPROF_CLI, "stacks", "--native", str(p.pid)],
+                             env=R.base_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             timeout=30)
+        requests += 1
+        CHK.equal(cli.returncode, 0, "pyprof stacks --native exit status (stderr %r)" % cli.stderr)
+        if CHK.check(os.path.exists(spath), "no %s after 'pyprof stacks --native'" % spath):
+            with open(spath) as f:
+                text = f.read()
+            CHK.equal(cli.stdout.decode(errors="replace"), text, "printed vs the file")
+            check_live_stacks(text, p.pid, native=True)
 
     CHK.section = "end"
     released, _ = p.expect("spun", 10)
@@ -967,23 +1053,51 @@ def scenario_stacks(py, lib, wd):
     check_prof(prof, {"sleeper": 1, "spinner": 1, "blocker": 1, "holder": 1, "main": 1}, res=res)
 
 
-def check_live_stacks(text, pid):
-    threads, problems = parse_stacks(text)
+def check_live_stacks(text, pid, native=False):
+    """The stacks file of crash_stacks.py while main holds the GIL in C:
+    exactly the 4 Python threads with their frames, main's frames at the
+    lines they are executing; with `native`, a native stack for each of
+    them: main in spin_hold (crash_spin.so), blocker in usleep's
+    nanosleep, sleeper in the C library's sleep."""
+    threads, nat, problems = parse_stacks(text)
     for pr in problems:
         CHK.fail("stacks file: %s" % pr)
     CHK.check(text.startswith("Python stacks of process %d " % pid),
               "stacks file names another process: %r" % text[:60])
     CHK.equal(len(threads), 4, "threads listed (%s)" % sorted(threads))
-    main = threads.get(pid)
-    CHK.equal(main, ["holder", "main", "<module>"], "main thread's stack")
+    wf = W("crash_stacks.py")
+    cl = call_lines(wf, {"holder": "spin_hold(HOLD_MS)", "main": "holder()",
+                         "<module>": "main()"})
+    CHK.equal(threads.get(pid), [(n, wf, cl[n]) for n in ("holder", "main", "<module>")],
+              "main thread's stack, with the lines being executed")
     boot = ["run", "_bootstrap_inner", "_bootstrap"]
     want = {"sleeper": ["<built-in method time.sleep>", "sleeper"] + boot,
             "spinner": ["spinner"] + boot, "blocker": ["blocker"] + boot}
-    others = [v for k, v in threads.items() if k != pid]
+    others = [(k, [f[0] for f in v]) for k, v in threads.items() if k != pid]
+    role = {pid: "main"}
     for fn, frames in want.items():
-        has = [v for v in others if fn in v]
+        has = [(k, v) for k, v in others if fn in v]
         if CHK.check(len(has) == 1, "want one thread running %s, got %s\n%s" % (fn, has, text)):
-            CHK.equal(has[0], frames, "%s thread's stack" % fn)
+            CHK.equal(has[0][1], frames, "%s thread's stack" % fn)
+            role[has[0][0]] = fn
+    if not native:
+        CHK.check("Native stacks" not in text, "native stacks without --native")
+        return
+    CHK.equal(sorted(nat), sorted(threads), "threads with native stacks vs Python threads")
+    syms = {k: [f["sym"] for f in v if isinstance(f, dict)] for k, v in nat.items()}
+    for tid, frames in nat.items():
+        CHK.check(len(syms[tid]) >= 2, "thread %s (%s): fewer than 2 native frames: %s"
+                  % (tid, role.get(tid), frames))
+    libs = {k: [libname(f["lib"]) for f in v if isinstance(f, dict)] for k, v in nat.items()}
+    CHK.check("spin_hold" in syms.get(pid, []) and "crash_spin.so" in libs.get(pid, []),
+              "main thread's native stack has no spin_hold in crash_spin.so: %s" % nat.get(pid))
+    for tid, r in role.items():
+        if r == "blocker":
+            CHK.check(any(s in ("usleep", "nanosleep", "clock_nanosleep", "__GI___clock_nanosleep")
+                          for s in syms[tid]) or not any(syms[tid]),
+                      "blocker's native stack is not in usleep/nanosleep: %s" % nat[tid])
+            CHK.check(any("libc" in l for l in libs[tid]),
+                      "blocker's native stack has no libc frame: %s" % nat[tid])
 
 
 # ---------------------------------------------------------------------------
