@@ -43,8 +43,9 @@ from run import CHK, Fatal, Skip, fresh_dir, load_prof, pyprof_lines  # noqa: E4
 WORKLOADS = os.path.join(HERE, "workloads")
 PYPROF_CLI = os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts", "pyprof")
 SKIP = 77
-LABELS = ("deb3.11", "3.12", "3.13")
+LABELS = ("deb3.11", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
 STACKS_REQUEST = 0x70797374
+STACKS_NATIVE = 0x7079736e
 NESTED = "crash_nested.py"
 
 
@@ -945,6 +946,9 @@ def parse_stacks(text):
                 problems.append("thread marked (crashed) in live stacks: %r" % line)
             cur = part.setdefault(int(m.group(1)), [])
             continue
+        if part is native and re.match(r"  \(.+\)$", line):
+            native.setdefault("note", []).append(line.strip())  # about all threads
+            continue
         if part is native and cur is not None:
             m = NATIVE_RE.match(line)
             if m or NOTE_RE.match(line):
@@ -1083,7 +1087,8 @@ def check_live_stacks(text, pid, native=False):
     if not native:
         CHK.check("Native stacks" not in text, "native stacks without --native")
         return
-    CHK.equal(sorted(nat), sorted(threads), "threads with native stacks vs Python threads")
+    CHK.equal(sorted(k for k in nat if k != "note"), sorted(threads),
+              "threads with native stacks vs Python threads")
     syms = {k: [f["sym"] for f in v if isinstance(f, dict)] for k, v in nat.items()}
     for tid, frames in nat.items():
         CHK.check(len(syms[tid]) >= 2, "thread %s (%s): fewer than 2 native frames: %s"
@@ -1102,6 +1107,54 @@ def check_live_stacks(text, pid, native=False):
 
 # ---------------------------------------------------------------------------
 
+def scenario_native_edge(py, lib, wd):
+    """crash_native_edge.py, `pyprof stacks --native PID` once it is ready.
+    blocked: a thread blocks every signal; the stacks file comes within
+    2.5 s of the request, lists that thread (the tid it printed) in the
+    native part with a '(no answer within 1000 ms: ...)' note and no frames,
+    and the main thread with >= 2 native frames.  taken: the program handles
+    SIGRTMAX-2 itself; the native part says the signal has a handler of the
+    program's and lists no thread, the Python stacks are there as usual,
+    and the program's handler ran 0 times.  Both: exit 0, 'done', stderr
+    only 'pyprof: wrote' lines."""
+    for mode in ("blocked", "taken"):
+        CHK.section = mode
+        out = fresh_dir(os.path.join(wd, "out-" + mode))
+        prof = os.path.join(out, "edge.prof")
+        spath = prof + ".stacks.txt"
+        p = Proc([py, W("crash_native_edge.py"), mode], wd, lib=lib, env={"PYPROF_OUT": prof})
+        _, line = p.expect("ready", 15)
+        blocked_tid = int(line.split()[1])
+        t0 = time.time()
+        sigqueue(p.pid, signal.SIGUSR2, STACKS_NATIVE)
+        t1 = wait_file(spath, 5)
+        if CHK.check(t1 is not None, "no %s within 5 s" % spath):
+            CHK.check(t1 - t0 < 2.5, "stacks file took %.2f s (want < 2.5 s)" % (t1 - t0))
+            with open(spath) as f:
+                text = f.read()
+            threads, nat, problems = parse_stacks(text)
+            for pr in problems:
+                CHK.fail("stacks file: %s" % pr)
+            CHK.check(threads.get(p.pid, [])[-1:] and threads[p.pid][-1][0] == "<module>",
+                      "main thread's Python stack: %s" % threads.get(p.pid))
+            if mode == "blocked":
+                entry = nat.get(blocked_tid) or [None]
+                CHK.check(isinstance(entry[0], str) and entry[0].startswith("(no answer within 1000 ms"),
+                          "blocking thread's native entry: %s" % entry)
+                CHK.equal(len(nat.get(blocked_tid, [])), 1, "lines for the blocking thread")
+                main = [f for f in nat.get(p.pid, []) if isinstance(f, dict)]
+                CHK.check(len(main) >= 2, "main thread's native stack: %s" % nat.get(p.pid))
+            else:
+                CHK.equal(sorted(k for k in nat if k != "note"), [], "threads in the native part")
+                CHK.check(any("has a handler of the program's: not used" in n
+                              for n in nat.get("note", [])),
+                          "no note that the signal is the program's:\n" + text)
+        res = p.finish(20)
+        CHK.equal(res.status, 0, "exit status")
+        CHK.check(res.out.endswith(b"handler calls 0\ndone\n"), "program output: " + res.describe())
+        CHK.equal(R.non_pyprof_lines(res.err), [], "other stderr lines")
+
+
 SCENARIOS = {
     "segv": scenario_segv,
     "abort": scenario_abort,
@@ -1114,6 +1167,7 @@ SCENARIOS = {
     "symbols": scenario_symbols,
     "altstack": scenario_altstack,
     "stacks": scenario_stacks,
+    "native_edge": scenario_native_edge,
 }
 
 
