@@ -46,6 +46,8 @@ static pyprof_func *reg_chunks[REG_MAX_CHUNKS]; /* fixed-size chunks */
 static volatile uint32_t reg_count;             /* published count */
 static uint32_t *reg_index;                     /* label hash -> fid+1 */
 static uint32_t reg_index_mask;
+static const char **reg_files;  /* interned file names, open addressing */
+static uint32_t reg_files_mask, reg_nfiles;
 
 static uint64_t label_hash(const char *file, int line, const char *name) {
   uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -53,6 +55,39 @@ static uint64_t label_hash(const char *file, int line, const char *name) {
   h = (h ^ (uint64_t)(unsigned)line) * 1099511628211ull;
   for (const char *p = name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
   return h;
+}
+
+static uint64_t str_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+/* The registry's copy of file name `file`: one per distinct name, shared
+ * by every function of that file (dumps name a file once by pointer).
+ * Called with reg_lock held; NULL when out of memory. */
+static const char *reg_intern_file(const char *file) {
+  if ((reg_nfiles + 1) * 2 > reg_files_mask) {
+    uint32_t nmask = reg_files_mask ? reg_files_mask * 2 + 1 : 255;
+    const char **nf = calloc((size_t)nmask + 1, sizeof *nf);
+    if (!nf) return NULL;
+    for (uint32_t j = 0; reg_files && j <= reg_files_mask; j++) {
+      if (!reg_files[j]) continue;
+      uint32_t i = (uint32_t)str_hash(reg_files[j]) & nmask;
+      while (nf[i]) i = (i + 1) & nmask;
+      nf[i] = reg_files[j];
+    }
+    free(reg_files);
+    reg_files = nf;
+    reg_files_mask = nmask;
+  }
+  uint32_t i = (uint32_t)str_hash(file) & reg_files_mask;
+  for (; reg_files[i]; i = (i + 1) & reg_files_mask)
+    if (strcmp(reg_files[i], file) == 0) return reg_files[i];
+  char *copy = strdup(file);
+  if (!copy) return NULL;
+  reg_nfiles++;
+  return reg_files[i] = copy;
 }
 
 static pyprof_func *reg_at(uint32_t fid) {
@@ -94,12 +129,9 @@ pyprof_fid pyprof_func_register(const char *file, int line, const char *name) {
   if (!reg_chunks[chunk] &&
       !(reg_chunks[chunk] = calloc(REG_CHUNK, sizeof(pyprof_func))))
     goto out;
-  char *f = strdup(file), *nm = strdup(name);
-  if (!f || !nm) {
-    free(f);
-    free(nm);
-    goto out;
-  }
+  const char *f = reg_intern_file(file);
+  char *nm = f ? strdup(name) : NULL;
+  if (!nm) goto out;
   pyprof_func *fn = reg_at(n);
   fn->file = f;
   fn->name = nm;
@@ -442,53 +474,12 @@ uint32_t pyprof_stack_depth(const pyprof_thread *t) { return t->depth; }
 
 /* ---- snapshots ----------------------------------------------------------- */
 
-/* A private copy of one thread's tables. */
-typedef struct tcopy {
-  pyprof_entry *entries;
-  uint32_t nentries;
-  pyprof_edge *edges;
-  uint32_t nedges;
-  pyprof_frame *stack;
-  uint32_t depth;
-  pyprof_node *nodes;
-  uint32_t nnodes;
-  uint64_t dropped, truncated;
-  pyprof_vclock clock;
-} tcopy;
+/* A snapshot reads each thread's tables in place, while the owner is
+ * parked (or is the caller), and merges them straight into the result:
+ * no copy of the tables is made. Activations still on a stack are added
+ * as complete() would count them returning at the snapshot instant, from
+ * the stack alone, without writing to the thread. */
 
-static void tcopy_free(tcopy *c) {
-  free(c->entries);
-  free(c->edges);
-  free(c->stack);
-  free(c->nodes);
-  memset(c, 0, sizeof *c);
-}
-
-/* Copies the tables of `t`; the owner is parked, idle, or is the caller. */
-__attribute__((no_sanitize("thread")))
-static int copy_thread(const pyprof_thread *t, tcopy *c) {
-  c->nentries = t->nentries;
-  c->nedges = t->nedges;
-  c->depth = t->depth;
-  c->dropped = t->dropped;
-  c->truncated = t->truncated;
-  c->nnodes = t->nnodes;
-  c->clock = t->clock;
-  c->entries = malloc((c->nentries + 1) * sizeof *c->entries);
-  c->edges = malloc((c->nedges + 1) * sizeof *c->edges);
-  c->stack = malloc((c->depth + 1) * sizeof *c->stack);
-  c->nodes = malloc((c->nnodes + 1) * sizeof *c->nodes);
-  if (!c->entries || !c->edges || !c->stack || !c->nodes) return -1;
-  if (c->nnodes) memcpy(c->nodes, t->nodes, c->nnodes * sizeof *c->nodes);
-  /* Empty tables may not be allocated yet: no memcpy from NULL. */
-  if (c->nentries) memcpy(c->entries, t->entries, c->nentries * sizeof *c->entries);
-  if (c->nedges) memcpy(c->edges, t->edges, c->nedges * sizeof *c->edges);
-  if (c->depth) memcpy(c->stack, t->stack, c->depth * sizeof *c->stack);
-  return 0;
-}
-
-/* Takes a consistent copy of another thread's tables (protocol above):
- * the caller has set `park` and issued the barrier. */
 uint64_t pyprof_snapshot_patience_ns;
 
 pyprof_thread *pyprof_threads_head(void) {
@@ -506,99 +497,52 @@ static int wait_even(pyprof_thread *t) {
   return 1;
 }
 
-static int snapshot_thread(pyprof_thread *t, pyprof_thread *self, tcopy *c) {
-  if (t == self) return copy_thread(t, c);
-  if (!wait_even(t)) { /* left out: stuck mid-event (crash dump only) */
-    __atomic_store_n(&t->park, 0, __ATOMIC_RELEASE);
-    return 0;
-  }
-  int rc = copy_thread(t, c);
-  __atomic_store_n(&t->park, 0, __ATOMIC_RELEASE);
-  return rc;
-}
-
-/* Pending merge rows, indexed by fid. */
+/* The snapshot being built. Arrays grow to exact sizes known once a
+ * thread is parked, so a snapshot of one thread allocates each once. */
 typedef struct acc {
-  pyprof_row *rows;      /* by fid */
+  pyprof_row *rows;       /* by fid */
   uint32_t nfuncs;
-  pyprof_edge_row *edges;
-  size_t nedges, cap;
+  pyprof_edge_row *edges; /* appended per thread, summed at the end */
+  size_t nedges, edges_cap;
   pyprof_path_row *paths; /* merged call paths */
-  uint32_t *path_next;    /* hash chains, parallel to paths */
   uint32_t npaths, paths_cap;
+  uint32_t *path_next;    /* hash chains, parallel to paths: built only
+                             when a second thread's tree is merged */
   uint32_t *path_heads;
-  uint32_t path_mask;
+  uint32_t path_mask;     /* 0 while there are no chains */
+  uint32_t *map;          /* a thread's node index -> merged path index+1 */
+  uint32_t map_cap;
   uint64_t truncated;
 } acc;
 
-/* Rebuilds the merged paths' hash chains with twice the heads. */
-static int acc_grow_heads(acc *a) {
-  uint32_t nmask = a->path_mask ? a->path_mask * 2 + 1 : 1023;
-  uint32_t *nh = calloc((size_t)nmask + 1, sizeof *nh);
-  if (!nh) return -1;
-  for (uint32_t k = 0; k < a->npaths; k++) {
-    uint32_t h = edge_hash(a->paths[k].parent, a->paths[k].fid) & nmask;
-    a->path_next[k] = nh[h];
-    nh[h] = k + 1;
-  }
+static void acc_free_scratch(acc *a) {
   free(a->path_heads);
-  a->path_heads = nh;
-  a->path_mask = nmask;
+  free(a->path_next);
+  free(a->map);
+  a->path_heads = a->path_next = a->map = NULL;
+}
+
+/* Room for `n` more edge rows. */
+static int acc_reserve_edges(acc *a, size_t n) {
+  if (n <= a->edges_cap - a->nedges) return 0;
+  size_t ncap = a->nedges + n;
+  if (ncap < a->edges_cap + a->edges_cap / 2) ncap = a->edges_cap + a->edges_cap / 2;
+  pyprof_edge_row *ne = realloc(a->edges, (ncap + 1) * sizeof *ne);
+  if (!ne) return -1;
+  a->edges = ne;
+  a->edges_cap = ncap;
   return 0;
 }
 
-/* The merged path (parent, fid), created if needed: index+1, 0 on OOM. */
-static uint32_t acc_path(acc *a, uint32_t parent, pyprof_fid fid) {
-  if (a->path_mask) {
-    uint32_t h = edge_hash(parent, fid) & a->path_mask;
-    for (uint32_t k = a->path_heads[h]; k; k = a->path_next[k - 1])
-      if (a->paths[k - 1].parent == parent && a->paths[k - 1].fid == fid)
-        return k;
-  }
-  if (a->npaths >= a->path_mask && acc_grow_heads(a) < 0) return 0;
-  if (a->npaths == a->paths_cap) {
-    uint32_t ncap = a->paths_cap ? a->paths_cap * 2 : 1024;
-    pyprof_path_row *np = realloc(a->paths, ncap * sizeof *np);
-    if (!np) return 0;
-    a->paths = np;
-    uint32_t *nn = realloc(a->path_next, ncap * sizeof *nn);
-    if (!nn) return 0;
-    a->path_next = nn;
-    a->paths_cap = ncap;
-  }
-  pyprof_path_row *r = &a->paths[a->npaths];
-  memset(r, 0, sizeof *r);
-  r->parent = parent;
-  r->fid = fid;
-  uint32_t h = edge_hash(parent, fid) & a->path_mask;
-  a->path_next[a->npaths] = a->path_heads[h];
-  a->path_heads[h] = ++a->npaths;
-  return a->npaths;
-}
-
-/* Merges one thread's tree into the snapshot's by path. Nodes come after
- * their parents, so one pass maps every node. */
-static int acc_add_paths(acc *a, const tcopy *c) {
-  uint32_t *map = malloc(((size_t)c->nnodes + 1) * sizeof *map);
-  if (!map) return -1;
-  for (uint32_t k = 0; k < c->nnodes; k++) {
-    const pyprof_node *n = &c->nodes[k];
-    uint32_t parent = n->parent ? map[n->parent - 1] : 0;
-    pyprof_fid fid = n->entry == PYPROF_NODE_TRUNC ? PYPROF_FID_NONE
-                                                    : c->entries[n->entry].fid;
-    uint32_t m = acc_path(a, parent, fid);
-    if (!m) {
-      free(map);
-      return -1;
-    }
-    map[k] = m;
-    a->paths[m - 1].calls += n->calls;
-    a->paths[m - 1].tt += n->it;
-    a->paths[m - 1].ct += n->tt;
-  }
-  a->truncated += c->truncated;
-  free(map);
-  return 0;
+static void acc_add_edge(acc *a, pyprof_fid caller, pyprof_fid callee,
+                         uint64_t nc, uint64_t cc, uint64_t tt, uint64_t ct) {
+  pyprof_edge_row *r = &a->edges[a->nedges++];
+  r->caller = caller;
+  r->callee = callee;
+  r->nc = nc;
+  r->cc = cc;
+  r->tt = tt;
+  r->ct = ct;
 }
 
 /* Makes room in the rows for registry id `fid`: functions registered
@@ -615,13 +559,193 @@ static int acc_fit(acc *a, pyprof_fid fid) {
   return 0;
 }
 
-static int acc_add_thread(acc *a, tcopy *c, uint64_t now) {
-  /* Count activations still on the stack as returning at `now`. */
-  for (uint32_t d = c->depth; d-- > 0;)
-    complete(c->entries, c->edges, c->nodes, &c->stack[d], d ? &c->stack[d - 1] : NULL,
-             now);
-  for (uint32_t i = 0; i < c->nentries; i++) {
-    const pyprof_entry *e = &c->entries[i];
+/* Room for `n` more paths, with hash chains sized for them when chains
+ * are in use (`chained`). */
+static int acc_reserve_paths(acc *a, uint32_t n, int chained) {
+  uint32_t need = a->npaths + n;
+  if (need > a->paths_cap) {
+    pyprof_path_row *np = realloc(a->paths, ((size_t)need + 1) * sizeof *np);
+    if (!np) return -1;
+    a->paths = np;
+    a->paths_cap = need;
+  }
+  if (!chained) return 0;
+  uint32_t *nn = realloc(a->path_next, ((size_t)a->paths_cap + 1) * sizeof *nn);
+  if (!nn) return -1;
+  a->path_next = nn;
+  if (a->path_mask && need <= a->path_mask / 2) return 0;
+  uint32_t nmask = 1023;
+  while (nmask / 2 < need) nmask = nmask * 2 + 1;
+  uint32_t *nh = calloc((size_t)nmask + 1, sizeof *nh);
+  if (!nh) return -1;
+  for (uint32_t k = 0; k < a->npaths; k++) {
+    uint32_t h = edge_hash(a->paths[k].parent, a->paths[k].fid) & nmask;
+    nn[k] = nh[h];
+    nh[h] = k + 1;
+  }
+  free(a->path_heads);
+  a->path_heads = nh;
+  a->path_mask = nmask;
+  return 0;
+}
+
+/* The merged path (parent, fid), created if needed (room was reserved
+ * with chains): its index+1. */
+static uint32_t acc_path(acc *a, uint32_t parent, pyprof_fid fid) {
+  uint32_t h = edge_hash(parent, fid) & a->path_mask;
+  for (uint32_t k = a->path_heads[h]; k; k = a->path_next[k - 1])
+    if (a->paths[k - 1].parent == parent && a->paths[k - 1].fid == fid)
+      return k;
+  pyprof_path_row *r = &a->paths[a->npaths];
+  memset(r, 0, sizeof *r);
+  r->parent = parent;
+  r->fid = fid;
+  a->path_next[a->npaths] = a->path_heads[h];
+  a->path_heads[h] = ++a->npaths;
+  return a->npaths;
+}
+
+/* Merges the tree of `t` (parked, idle, or the caller) into the paths.
+ * Nodes come after their parents, so one pass maps every node. The first
+ * tree needs no lookups: its (parent, function) pairs are distinct, so
+ * each node becomes the path of the same number. Sets *map to the node
+ * -> path mapping, or NULL for that identity. */
+__attribute__((no_sanitize("thread")))
+static int acc_add_paths(acc *a, const pyprof_thread *t, const uint32_t **map) {
+  uint32_t nn = t->nnodes;
+  *map = NULL;
+  a->truncated += t->truncated;
+  if (nn == 0) return 0;
+  int first = a->npaths == 0;
+  if (acc_reserve_paths(a, nn, !first) < 0) return -1;
+  if (first) {
+    for (uint32_t k = 0; k < nn; k++) {
+      const pyprof_node *n = &t->nodes[k];
+      pyprof_path_row *p = &a->paths[k];
+      p->parent = n->parent;
+      p->fid = n->entry == PYPROF_NODE_TRUNC ? PYPROF_FID_NONE
+                                             : t->entries[n->entry].fid;
+      p->calls = n->calls;
+      p->tt = n->it;
+      p->ct = n->tt;
+    }
+    a->npaths = nn;
+    return 0;
+  }
+  if (nn > a->map_cap) {
+    uint32_t *m = realloc(a->map, (size_t)nn * sizeof *m);
+    if (!m) return -1;
+    a->map = m;
+    a->map_cap = nn;
+  }
+  for (uint32_t k = 0; k < nn; k++) {
+    const pyprof_node *n = &t->nodes[k];
+    uint32_t parent = n->parent ? a->map[n->parent - 1] : 0;
+    pyprof_fid fid = n->entry == PYPROF_NODE_TRUNC ? PYPROF_FID_NONE
+                                                    : t->entries[n->entry].fid;
+    uint32_t m = acc_path(a, parent, fid);
+    a->map[k] = m;
+    a->paths[m - 1].calls += n->calls;
+    a->paths[m - 1].tt += n->it;
+    a->paths[m - 1].ct += n->tt;
+  }
+  *map = a->map;
+  return 0;
+}
+
+/* A set of nonzero keys (open addressing), for marking the outermost
+ * live activation of each entry, edge and node. */
+static int set_add(uint64_t *set, size_t mask, uint64_t key) {
+  size_t i = (size_t)(key * 0x9E3779B97F4A7C15ull >> 32) & mask;
+  for (; set[i]; i = (i + 1) & mask)
+    if (set[i] == key) return 0;
+  set[i] = key;
+  return 1;
+}
+
+#define LIVE_ENTRY 1u /* outermost activation of its entry */
+#define LIVE_EDGE 2u  /* ... of its edge */
+#define LIVE_NODE 4u  /* ... of its path node */
+
+/* Adds the activations on the stack of `t` as if each returned at `now`,
+ * innermost first, with complete()'s arithmetic: an activation adds its
+ * total time to an entry, edge or node only if it is the lowest one of
+ * that entry, edge or node on the stack (the one whose return would
+ * bring the depth to 0); the others count as recursive. `map` is the
+ * node -> path mapping of acc_add_paths(). */
+__attribute__((no_sanitize("thread")))
+static int acc_add_live(acc *a, const pyprof_thread *t, const uint32_t *map,
+                        uint64_t now) {
+  uint32_t depth = t->depth;
+  if (depth == 0) return 0;
+  size_t n = 64;
+  while (n < 8 * (size_t)depth) n *= 2; /* 3 keys per frame, load <= 3/8 */
+  uint64_t *set = calloc(n, sizeof *set);
+  unsigned char *outer = malloc(depth);
+  if (!set || !outer || acc_reserve_edges(a, depth) < 0) {
+    free(set);
+    free(outer);
+    return -1;
+  }
+  for (uint32_t d = 0; d < depth; d++) {
+    const pyprof_frame *f = &t->stack[d];
+    unsigned char o = 0;
+    if (set_add(set, n - 1, (1ull << 32) | f->entry)) o |= LIVE_ENTRY;
+    if (f->edge && set_add(set, n - 1, (2ull << 32) | f->edge)) o |= LIVE_EDGE;
+    if (f->node && set_add(set, n - 1, (3ull << 32) | f->node)) o |= LIVE_NODE;
+    outer[d] = o;
+  }
+  int rc = 0;
+  uint64_t child_tt = 0; /* what complete() adds to the parent's subt */
+  for (uint32_t d = depth; d-- > 0;) {
+    const pyprof_frame *f = &t->stack[d];
+    uint64_t tt = now > f->t0 ? now - f->t0 : 0;
+    uint64_t subt = f->subt + child_tt;
+    uint64_t it = tt > subt ? tt - subt : 0;
+    child_tt = tt;
+    pyprof_fid fid = t->entries[f->entry].fid;
+    if (acc_fit(a, fid) < 0) {
+      rc = -1;
+      break;
+    }
+    pyprof_row *r = &a->rows[fid];
+    r->nc++;
+    r->tt += it;
+    if (outer[d] & LIVE_ENTRY) {
+      r->cc++;
+      r->ct += tt;
+    }
+    if (f->edge) {
+      const pyprof_edge *g = &t->edges[f->edge - 1];
+      int o = (outer[d] & LIVE_EDGE) != 0;
+      acc_add_edge(a, t->entries[g->caller].fid, fid, 1, (uint64_t)o, it,
+                   o ? tt : 0);
+    }
+    if (f->node) {
+      pyprof_path_row *p = &a->paths[(map ? map[f->node - 1] : f->node) - 1];
+      p->calls++;
+      p->tt += it;
+      if (outer[d] & LIVE_NODE) p->ct += tt;
+    }
+  }
+  free(set);
+  free(outer);
+  return rc;
+}
+
+/* Merges the tables of `t` (parked, idle, or the caller) into `a`, live
+ * activations counted at raw time `raw_now`. Reads `t` only. */
+__attribute__((no_sanitize("thread")))
+static int acc_add_thread(acc *a, const pyprof_thread *t, uint64_t raw_now,
+                          uint64_t *dropped, int *has_entries) {
+  pyprof_vclock clock = t->clock;
+  uint64_t now = pyprof_vclock_peek(&clock, raw_now);
+  uint32_t ne = t->nentries, ng = t->nedges;
+  const pyprof_entry *entries = t->entries;
+  *dropped = t->dropped;
+  *has_entries = ne != 0;
+  for (uint32_t i = 0; i < ne; i++) {
+    const pyprof_entry *e = &entries[i];
     if (e->calls == 0) continue;
     if (acc_fit(a, e->fid) < 0) return -1;
     pyprof_row *r = &a->rows[e->fid];
@@ -630,25 +754,16 @@ static int acc_add_thread(acc *a, tcopy *c, uint64_t now) {
     r->tt += e->it;
     r->ct += e->tt;
   }
-  for (uint32_t k = 0; k < c->nedges; k++) {
-    const pyprof_edge *g = &c->edges[k];
+  if (acc_reserve_edges(a, ng) < 0) return -1;
+  for (uint32_t k = 0; k < ng; k++) {
+    const pyprof_edge *g = &t->edges[k];
     if (g->calls == 0) continue;
-    if (a->nedges == a->cap) {
-      size_t ncap = a->cap ? a->cap * 2 : 1024;
-      pyprof_edge_row *ne = realloc(a->edges, ncap * sizeof *ne);
-      if (!ne) return -1;
-      a->edges = ne;
-      a->cap = ncap;
-    }
-    pyprof_edge_row *r = &a->edges[a->nedges++];
-    r->caller = c->entries[g->caller].fid;
-    r->callee = c->entries[g->callee].fid;
-    r->nc = g->calls;
-    r->cc = g->calls - g->rcalls;
-    r->tt = g->it;
-    r->ct = g->tt;
+    acc_add_edge(a, entries[g->caller].fid, entries[g->callee].fid, g->calls,
+                 g->calls - g->rcalls, g->it, g->tt);
   }
-  return acc_add_paths(a, c);
+  const uint32_t *map;
+  if (acc_add_paths(a, t, &map) < 0) return -1;
+  return acc_add_live(a, t, map, now);
 }
 
 static int edge_cmp(const void *x, const void *y) {
@@ -691,27 +806,24 @@ int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
   if (membarrier_ok)
     syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
   for (pyprof_thread *t = threads_head; t; t = t->next) {
-    tcopy c = {0};
-    if (rc < 0) { /* release the remaining threads */
-      __atomic_store_n(&t->park, 0, __ATOMIC_RELEASE);
-      continue;
+    /* A thread stuck mid-event past the patience (crash dumps only) is
+     * left out; after a failure the rest are only released. */
+    if (rc == 0 && (t == self || wait_even(t))) {
+      uint64_t dropped;
+      int has_entries;
+      if (acc_add_thread(&a, t, raw_now, &dropped, &has_entries) < 0) rc = -1;
+      s->dropped += dropped;
+      s->nthreads += has_entries;
     }
-    if (snapshot_thread(t, self, &c) < 0) rc = -1;
-    else {
-      uint64_t now = pyprof_vclock_peek(&c.clock, raw_now);
-      if (acc_add_thread(&a, &c, now) < 0) rc = -1;
-      s->dropped += c.dropped;
-      if (c.nentries) s->nthreads++;
-    }
-    tcopy_free(&c);
+    if (t != self) __atomic_store_n(&t->park, 0, __ATOMIC_RELEASE);
   }
   pyprof_unlock(&threads_lock);
-  free(a.path_heads);
-  free(a.path_next);
+  acc_free_scratch(&a);
   if (rc < 0) {
     free(a.rows);
     free(a.edges);
     free(a.paths);
+    memset(s, 0, sizeof *s);
     return -1;
   }
   merge_edges(&a);

@@ -51,7 +51,8 @@ typedef uint32_t pyprof_fid; /* dense index into the function registry */
 /* A function as pstats names it: (file, line, name). Built-ins use
  * file "~", line 0 and a name like "<built-in method builtins.len>". */
 typedef struct pyprof_func {
-  const char *file; /* owned by the registry */
+  const char *file; /* owned by the registry; interned: functions of one
+                       file share the pointer */
   const char *name; /* owned by the registry */
   int line;         /* first line number, 0 for built-ins */
 } pyprof_func;

@@ -321,6 +321,107 @@ TEST_IMPL(call_paths) {
   return TEST_OK;
 }
 
+/* Snapshots count live activations from the stack alone, without
+ * writing to the thread: the result must equal what the thread's own
+ * tables say once those activations really return at that instant
+ * (pyprof_flush_all). Random recursive calls on three threads, stacks left
+ * deep, with call paths and the depth cap in play. */
+static uint32_t lcg(uint32_t *x) { return (*x = *x * 1103515245u + 12345u) >> 16; }
+
+static int same_snapshots(const pyprof_snapshot *a, const pyprof_snapshot *b) {
+  ASSERT_EQ_U(a->nrows, b->nrows);
+  ASSERT_EQ_U(a->nedges, b->nedges);
+  ASSERT_EQ_U(a->npaths, b->npaths);
+  ASSERT_EQ_U(a->truncated, b->truncated);
+  ASSERT_EQ_U(a->nthreads, b->nthreads);
+  for (size_t i = 0; i < a->nrows; i++) {
+    ASSERT_EQ_U(a->rows[i].fid, b->rows[i].fid);
+    ASSERT_EQ_U(a->rows[i].nc, b->rows[i].nc);
+    ASSERT_EQ_U(a->rows[i].cc, b->rows[i].cc);
+    ASSERT_EQ_U(a->rows[i].tt, b->rows[i].tt);
+    ASSERT_EQ_U(a->rows[i].ct, b->rows[i].ct);
+  }
+  for (size_t i = 0; i < a->nedges; i++) {
+    ASSERT_EQ_U(a->edges[i].caller, b->edges[i].caller);
+    ASSERT_EQ_U(a->edges[i].callee, b->edges[i].callee);
+    ASSERT_EQ_U(a->edges[i].nc, b->edges[i].nc);
+    ASSERT_EQ_U(a->edges[i].cc, b->edges[i].cc);
+    ASSERT_EQ_U(a->edges[i].tt, b->edges[i].tt);
+    ASSERT_EQ_U(a->edges[i].ct, b->edges[i].ct);
+  }
+  for (size_t i = 0; i < a->npaths; i++) {
+    ASSERT_EQ_U(a->paths[i].parent, b->paths[i].parent);
+    ASSERT_EQ_U(a->paths[i].fid, b->paths[i].fid);
+    ASSERT_EQ_U(a->paths[i].calls, b->paths[i].calls);
+    ASSERT_EQ_U(a->paths[i].tt, b->paths[i].tt);
+    ASSERT_EQ_U(a->paths[i].ct, b->paths[i].ct);
+  }
+  return TEST_OK;
+}
+
+TEST_IMPL(live_frames_as_if_returned) {
+  static char keys[6];
+  pyprof_fid fids[6];
+  for (int k = 0; k < 6; k++) {
+    char name[16];
+    snprintf(name, sizeof name, "live%d", k);
+    fids[k] = pyprof_func_register("live.py", k, name);
+  }
+  uint32_t x = 12345;
+  pyprof_thread *ts[3];
+  uint64_t now[3] = {0, 0, 0};
+  for (int n = 0; n < 3; n++) {
+    pyprof_thread *t = ts[n] = pyprof_thread_new(200 + (uint64_t)n);
+    int budget = 4000 + 1000 * n;
+    for (int i = 0; i < budget; i++) {
+      uint32_t r = lcg(&x);
+      uint32_t d = pyprof_stack_depth(t);
+      /* drift up to depth ~ PYPROF_PATH_DEPTH + 40 on the last thread */
+      int call = d < 3 || (r % 100) < (d < (n == 2 ? PYPROF_PATH_DEPTH + 40u : 30u) ? 60u : 30u);
+      now[n] += 1 + lcg(&x) % 7;
+      if (call) {
+        int k = (int)(lcg(&x) % (uint32_t)(n == 1 ? 2 : 6)); /* thread 1: deep recursion */
+        pyprof_entry *e = pyprof_lookup(t, &keys[k]);
+        if (!e) e = pyprof_insert(t, &keys[k], fids[k]);
+        ASSERT(e);
+        pyprof_enter(t, e, now[n]);
+      } else {
+        pyprof_leave(t, now[n]);
+      }
+    }
+    ASSERT(pyprof_stack_depth(t) > 3);
+    t->clock.vt = now[n] + 11; /* the snapshot instant in each thread */
+    t->clock.raw_out = 1000;
+  }
+  pyprof_snapshot live, flushed;
+  ASSERT_EQ_I(pyprof_snapshot_take(&live, NULL, 1000), 0);
+  ASSERT(live.truncated == 0);
+  pyprof_flush_all(1000);
+  for (int n = 0; n < 3; n++) ASSERT_EQ_U(pyprof_stack_depth(ts[n]), 0);
+  ASSERT_EQ_I(pyprof_snapshot_take(&flushed, NULL, 1000), 0);
+  int rc = same_snapshots(&live, &flushed);
+  pyprof_snapshot_free(&live);
+  pyprof_snapshot_free(&flushed);
+  for (int n = 0; n < 3; n++) pyprof_thread_retire(ts[n]);
+  pyprof_reset_all();
+  return rc;
+}
+
+/* Functions of one file share one copy of its name. */
+TEST_IMPL(file_names_interned) {
+  pyprof_fid a = pyprof_func_register("shared.py", 1, "one");
+  pyprof_fid b = pyprof_func_register("shared.py", 2, "two");
+  char other[] = "shared.py";
+  pyprof_fid c = pyprof_func_register(other, 3, "three");
+  ASSERT(a != b && b != c);
+  ASSERT(pyprof_func_get(a)->file == pyprof_func_get(b)->file);
+  ASSERT(pyprof_func_get(c)->file == pyprof_func_get(a)->file);
+  ASSERT_STR_EQ(pyprof_func_get(c)->file, "shared.py");
+  ASSERT(pyprof_func_get(pyprof_func_register("other.py", 1, "one"))->file !=
+         pyprof_func_get(a)->file);
+  return TEST_OK;
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 #define WORKERS 4
@@ -414,4 +515,6 @@ TEST_MAIN(TEST_ENTRY(nested_calls) TEST_ENTRY(direct_recursion)
               TEST_ENTRY(mutual_recursion) TEST_ENTRY(leave_on_empty_stack)
                   TEST_ENTRY(snapshot_of_active_frames)
                       TEST_ENTRY(keys_sharing_a_label) TEST_ENTRY(tables_grow) TEST_ENTRY(call_paths)
-                          TEST_ENTRY(concurrent_snapshots))
+                          TEST_ENTRY(live_frames_as_if_returned)
+                              TEST_ENTRY(file_names_interned)
+                                  TEST_ENTRY(concurrent_snapshots))
