@@ -35,53 +35,115 @@ static void dump_cstr(pyprof_buf *b, const char *s) {
   pyprof_m_str(b, s ? s : "", s ? strlen(s) : 0);
 }
 
-/* Labels already written in the marshal object being encoded: each label
- * is written once, flagged, and named by a back-reference afterwards
- * (a label appears as a key, in callers' dicts and in the tree). The
- * table lives for one marshal object (marshal's references do). */
+/* Back-references within one marshal object (marshal's are per object):
+ * a label that appears several times in the stats dict (as a key and in
+ * callers' dicts) is written once, flagged, and named by its index after
+ * that; so is each file name, shared by every label of that file. */
 typedef struct dump_refs {
-  const pyprof_func **keys; /* open addressing by pointer */
-  uint32_t *idx;
-  uint32_t mask, next;
+  uint32_t *label;     /* by fid: 0 the function is left out, 1 not written
+                          yet, k + 2 written as reference k; NULL when
+                          labels are not remembered */
+  uint32_t nfuncs;     /* entries of `label` */
+  const char **files;  /* file names written (interned pointers), open
+                          addressing; NULL once out of memory */
+  uint32_t *file_idx;  /* their reference indices */
+  uint32_t files_mask, nfiles;
+  uint32_t next;       /* index of the next flagged object */
 } dump_refs;
 
-static dump_refs *refs; /* the table in use, or NULL: plain labels */
-
-static void refs_begin(dump_refs *r, size_t expect) {
-  uint32_t n = 1024;
-  while (n < expect * 2 && n < (1u << 30)) n *= 2;
-  r->keys = calloc(n, sizeof *r->keys);
-  r->idx = malloc(n * sizeof *r->idx);
-  r->mask = n - 1;
-  r->next = 0;
-  refs = r->keys && r->idx ? r : NULL;
+static void refs_init(dump_refs *r) {
+  memset(r, 0, sizeof *r);
+  r->files_mask = 63;
+  r->files = calloc(64, sizeof *r->files);
+  r->file_idx = malloc(64 * sizeof *r->file_idx);
+  if (!r->files || !r->file_idx) {
+    free(r->files);
+    free(r->file_idx);
+    r->files = NULL;
+    r->file_idx = NULL;
+  }
 }
 
-static void refs_end(dump_refs *r) {
-  free(r->keys);
-  free(r->idx);
-  refs = NULL;
+static void refs_free(dump_refs *r) {
+  free(r->label);
+  free(r->files);
+  free(r->file_idx);
+  memset(r, 0, sizeof *r);
 }
 
-/* The (file, line, name) label of a registered function. */
-static void dump_label(pyprof_buf *b, const pyprof_func *f) {
-  uint32_t i = 0;
-  if (refs) {
-    i = (uint32_t)(((uintptr_t)f * 0x9E3779B97F4A7C15ull) >> 32) & refs->mask;
-    while (refs->keys[i] && refs->keys[i] != f) i = (i + 1) & refs->mask;
-    if (refs->keys[i]) {
-      pyprof_m_ref(b, refs->idx[i]);
+/* The slot of `file` in `files`, or the empty slot where it would go. */
+static uint32_t refs_slot(const char **files, uint32_t mask,
+                          const char *file) {
+  uint32_t i = (uint32_t)(((uintptr_t)file * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+  while (files[i] && files[i] != file) i = (i + 1) & mask;
+  return i;
+}
+
+/* Doubles the file table; on failure file names are written in full. */
+static int refs_grow_files(dump_refs *r) {
+  uint32_t nmask = r->files_mask * 2 + 1;
+  const char **nf = calloc((size_t)nmask + 1, sizeof *nf);
+  uint32_t *ni = malloc(((size_t)nmask + 1) * sizeof *ni);
+  if (!nf || !ni) {
+    free(nf);
+    free(ni);
+    return -1;
+  }
+  for (uint32_t j = 0; j <= r->files_mask; j++) {
+    if (!r->files[j]) continue;
+    uint32_t i = refs_slot(nf, nmask, r->files[j]);
+    nf[i] = r->files[j];
+    ni[i] = r->file_idx[j];
+  }
+  free(r->files);
+  free(r->file_idx);
+  r->files = nf;
+  r->file_idx = ni;
+  r->files_mask = nmask;
+  return 0;
+}
+
+/* A file name: a reference when written before in this object. Names are
+ * interned by the registry, so the pointer identifies the name. */
+static void dump_file(pyprof_buf *b, dump_refs *r, const char *file) {
+  if (!file || !r->files) {
+    dump_cstr(b, file);
+    return;
+  }
+  uint32_t i = refs_slot(r->files, r->files_mask, file);
+  if (r->files[i]) {
+    pyprof_m_ref(b, r->file_idx[i]);
+    return;
+  }
+  if ((r->nfiles + 1) * 2 > r->files_mask) {
+    if (refs_grow_files(r) < 0) {
+      dump_cstr(b, file);
       return;
     }
+    i = refs_slot(r->files, r->files_mask, file);
   }
-  if (refs && refs->next < refs->mask / 2) {
-    refs->keys[i] = f;
-    refs->idx[i] = refs->next++;
+  r->files[i] = file;
+  r->file_idx[i] = r->next++;
+  r->nfiles++;
+  pyprof_m_str_ref(b, file, strlen(file));
+}
+
+/* The (file, line, name) label of a registered function; remembered under
+ * `fid` when labels are (see dump_refs). */
+static void dump_label(pyprof_buf *b, dump_refs *r, const pyprof_func *f,
+                       pyprof_fid fid) {
+  uint32_t *slot = r->label && fid < r->nfuncs ? &r->label[fid] : NULL;
+  if (slot && *slot >= 2) {
+    pyprof_m_ref(b, *slot - 2);
+    return;
+  }
+  if (slot) {
+    *slot = r->next++ + 2;
     pyprof_m_tuple_ref(b, 3);
   } else {
     pyprof_m_tuple(b, 3);
   }
-  dump_cstr(b, f->file);
+  dump_file(b, r, f->file);
   pyprof_m_int(b, f->line);
   dump_cstr(b, f->name);
 }
@@ -105,12 +167,23 @@ static const pyprof_func *dump_row_func(const pyprof_row *r) {
   return pyprof_func_get(r->fid);
 }
 
+/* The function `fid` if its row goes into the file, else NULL: from the
+ * label table when there is one (O(1)), else by a search of the rows. */
+static const pyprof_func *dump_func_in_file(const pyprof_snapshot *s,
+                                            const dump_refs *r,
+                                            pyprof_fid fid) {
+  if (r->label)
+    return fid < r->nfuncs && r->label[fid] ? pyprof_func_get(fid) : NULL;
+  return dump_row_func(dump_find_row(s, fid));
+}
+
 /* Writes the callers dict of the callee whose edges are e[0..n): all have
  * the same callee and are sorted by caller. Adjacent duplicates (the same
  * caller twice) are summed, so each key appears once. Edges without calls
  * or whose caller is left out are dropped. */
-static void dump_callers(pyprof_buf *b, const pyprof_snapshot *s,
-                         const pyprof_edge_row *e, size_t n, double tick) {
+static void dump_callers(pyprof_buf *b, dump_refs *refs,
+                         const pyprof_snapshot *s, const pyprof_edge_row *e,
+                         size_t n, double tick) {
   pyprof_m_dict_begin(b);
   for (size_t i = 0; i < n;) {
     pyprof_edge_row sum = e[i];
@@ -120,9 +193,10 @@ static void dump_callers(pyprof_buf *b, const pyprof_snapshot *s,
       sum.tt += e[i].tt;
       sum.ct += e[i].ct;
     }
-    const pyprof_func *f = dump_row_func(dump_find_row(s, sum.caller));
-    if (!f || sum.nc == 0) continue;
-    dump_label(b, f);
+    if (sum.nc == 0) continue;
+    const pyprof_func *f = dump_func_in_file(s, refs, sum.caller);
+    if (!f) continue;
+    dump_label(b, refs, f, sum.caller);
     pyprof_m_tuple(b, 4);
     dump_count(b, sum.nc);
     dump_count(b, sum.cc);
@@ -135,7 +209,8 @@ static void dump_callers(pyprof_buf *b, const pyprof_snapshot *s,
 /* Writes the stats dict. Rows are sorted by fid and edges by (callee,
  * caller), so one forward pass over the edges pairs each callee row with
  * its run of edges. */
-static void dump_stats(pyprof_buf *b, const pyprof_snapshot *s, double tick) {
+static void dump_stats(pyprof_buf *b, dump_refs *refs,
+                       const pyprof_snapshot *s, double tick) {
   size_t j = 0; /* first edge whose callee is not below the current row */
   pyprof_m_dict_begin(b);
   for (size_t i = 0; i < s->nrows; i++) {
@@ -145,13 +220,13 @@ static void dump_stats(pyprof_buf *b, const pyprof_snapshot *s, double tick) {
     while (k < s->nedges && s->edges[k].callee == r->fid) k++;
     const pyprof_func *f = dump_row_func(r);
     if (f) {
-      dump_label(b, f);
+      dump_label(b, refs, f, r->fid);
       pyprof_m_tuple(b, 5);
       dump_count(b, r->cc);
       dump_count(b, r->nc);
       pyprof_m_float(b, (double)r->tt * tick);
       pyprof_m_float(b, (double)r->ct * tick);
-      dump_callers(b, s, s->edges + j, k - j, tick);
+      dump_callers(b, refs, s, s->edges + j, k - j, tick);
     }
     j = k;
   }
@@ -176,9 +251,18 @@ int pyprof_pstats_encode(pyprof_buf *b, const pyprof_snapshot *s,
                          size_t nmeta) {
   dump_refs r;
   pyprof_buf_reserve(b, 96 * (s->nrows + s->nedges) + 4096);
-  refs_begin(&r, s->nrows);
-  dump_stats(b, s, tick_seconds);
-  refs_end(&r);
+  refs_init(&r);
+  /* Which functions go into the file, by fid (rows are sorted by fid).
+   * Without memory for that, labels are written in full each time. */
+  uint32_t nf = s->nrows ? s->rows[s->nrows - 1].fid + 1 : 0;
+  r.label = calloc((size_t)nf + 1, sizeof *r.label);
+  if (r.label) {
+    r.nfuncs = nf;
+    for (size_t i = 0; i < s->nrows; i++)
+      if (dump_row_func(&s->rows[i])) r.label[s->rows[i].fid] = 1;
+  }
+  dump_stats(b, &r, s, tick_seconds);
+  refs_free(&r);
   dump_meta(b, meta, nmeta);
   return b->oom ? -1 : 0;
 }
@@ -218,6 +302,8 @@ int pyprof_paths_encode(pyprof_buf *b, const pyprof_snapshot *s,
       label_of[f] = nlabels;
     }
   }
+  dump_refs r;
+  refs_init(&r); /* file names only: each label is written once here */
   pyprof_m_dict_begin(b);
   dump_cstr(b, "version");
   pyprof_m_int(b, 1);
@@ -227,7 +313,7 @@ int pyprof_paths_encode(pyprof_buf *b, const pyprof_snapshot *s,
     const pyprof_func *fn = labels[i] == PYPROF_FID_NONE ? NULL
                                                           : pyprof_func_get(labels[i]);
     if (fn) {
-      dump_label(b, fn);
+      dump_label(b, &r, fn, labels[i]);
     } else {
       pyprof_m_tuple(b, 3);
       dump_cstr(b, "~");
@@ -254,6 +340,7 @@ int pyprof_paths_encode(pyprof_buf *b, const pyprof_snapshot *s,
   dump_cstr(b, "max_depth");
   pyprof_m_int(b, max_depth);
   pyprof_m_dict_end(b);
+  refs_free(&r);
   free(label_of);
   free(labels);
   free(new_index);

@@ -3,11 +3,14 @@
  * pstats file needs (see marshal.h).
  *
  * Format facts used here (readable by marshal.loads of Python 3.4 and
- * later; no reference flags are ever written):
+ * later; reference flags only where the caller asks for them):
  *   '{' key value ... '0'        dict, closed by TYPE_NULL
  *   ')' u8 n  items              tuple with n < 256 (format version 4)
  *   '(' i32 n items              any tuple
- *   'u' i32 n bytes              str, n bytes of UTF-8 ("surrogatepass")
+ *   'z' u8 n bytes               str of n < 256 ASCII bytes (version 4)
+ *   'u' i32 n bytes              other str, n bytes of UTF-8 ("surrogatepass")
+ *   type | 0x80                  the reader remembers the object, in order
+ *   'r' i32 k                    the k-th remembered object again
  *   'i' i32                      int that fits in 32 bits
  *   'l' i32 n, |n| x u16 digits  other ints: 15-bit digits, least
  *                                significant first, sign of n = sign
@@ -29,6 +32,7 @@ enum {
   M_LONG = 'l',
   M_BINARY_FLOAT = 'g',
   M_UNICODE = 'u',
+  M_SHORT_ASCII = 'z',
   M_TUPLE = '(',
   M_LIST = '[',
   M_REF = 'r',
@@ -74,40 +78,62 @@ fail:
 
 void pyprof_buf_reserve(pyprof_buf *b, size_t n) { buf_reserve(b, n); }
 
+/* Where the next `n` bytes go, or NULL once the buffer has failed. The
+ * caller writes exactly `n` bytes there and calls buf_commit(). One check
+ * per object rather than one per byte. */
+static inline unsigned char *buf_room(pyprof_buf *b, size_t n) {
+  if (__builtin_expect(!b->oom && n <= b->cap - b->len, 1))
+    return b->data + b->len;
+  return buf_reserve(b, n) == 0 ? b->data + b->len : NULL;
+}
+
+static inline void buf_commit(pyprof_buf *b, size_t n) { b->len += n; }
+
+static inline void put_u32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+  p[2] = (unsigned char)(v >> 16);
+  p[3] = (unsigned char)(v >> 24);
+}
+
 /* Appends `n` raw bytes. */
 static void buf_put(pyprof_buf *b, const void *p, size_t n) {
-  if (buf_reserve(b, n) != 0) return;
-  if (n) memcpy(b->data + b->len, p, n);
-  b->len += n;
+  unsigned char *d = buf_room(b, n);
+  if (!d) return;
+  if (n) memcpy(d, p, n);
+  buf_commit(b, n);
 }
 
 /* Appends one byte. */
 static void buf_byte(pyprof_buf *b, unsigned char c) {
-  buf_put(b, &c, 1);
+  unsigned char *d = buf_room(b, 1);
+  if (!d) return;
+  *d = c;
+  buf_commit(b, 1);
 }
 
-/* Appends a 32-bit integer, little-endian. */
-static void buf_u32(pyprof_buf *b, uint32_t v) {
-  unsigned char le[4] = {(unsigned char)v, (unsigned char)(v >> 8),
-                         (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-  buf_put(b, le, sizeof le);
-}
-
-/* Appends a 64-bit integer, little-endian. */
-static void buf_u64(pyprof_buf *b, uint64_t v) {
-  unsigned char le[8];
-  for (int i = 0; i < 8; i++) le[i] = (unsigned char)(v >> (8 * i));
-  buf_put(b, le, sizeof le);
-}
-
-/* Writes a length or count as marshal's signed 32-bit field; a value that
- * does not fit cannot be marshalled at all, which fails the buffer. */
-static void buf_len32(pyprof_buf *b, size_t n) {
+/* Appends a type code and a 32-bit count (marshal's signed 32-bit field;
+ * a count that does not fit cannot be marshalled at all, which fails the
+ * buffer). */
+static void buf_code_len32(pyprof_buf *b, unsigned char code, size_t n) {
   if (n > INT32_MAX) {
     b->oom = 1;
     return;
   }
-  buf_u32(b, (uint32_t)n);
+  unsigned char *d = buf_room(b, 5);
+  if (!d) return;
+  d[0] = code;
+  put_u32(d + 1, (uint32_t)n);
+  buf_commit(b, 5);
+}
+
+/* Appends a type code and a u8 count. */
+static void buf_code_u8(pyprof_buf *b, unsigned char code, unsigned char n) {
+  unsigned char *d = buf_room(b, 2);
+  if (!d) return;
+  d[0] = code;
+  d[1] = n;
+  buf_commit(b, 2);
 }
 
 /* Starts a dict: write key, value pairs, then pyprof_m_dict_end(). */
@@ -116,39 +142,29 @@ void pyprof_m_dict_begin(pyprof_buf *b) { buf_byte(b, M_DICT); }
 /* Ends a dict. */
 void pyprof_m_dict_end(pyprof_buf *b) { buf_byte(b, M_NULL); }
 
-/* Starts a tuple of `n` items; the caller writes exactly `n` objects. */
-void pyprof_m_tuple(pyprof_buf *b, uint32_t n) {
-  if (n < 256) {
-    buf_byte(b, M_SMALL_TUPLE);
-    buf_byte(b, (unsigned char)n);
-  } else {
-    buf_byte(b, M_TUPLE);
-    buf_len32(b, n);
-  }
+/* A tuple header, flagged for back-references or not. */
+static void tuple_head(pyprof_buf *b, uint32_t n, unsigned char flag) {
+  if (n < 256) buf_code_u8(b, M_SMALL_TUPLE | flag, (unsigned char)n);
+  else buf_code_len32(b, M_TUPLE | flag, n);
 }
+
+/* Starts a tuple of `n` items; the caller writes exactly `n` objects. */
+void pyprof_m_tuple(pyprof_buf *b, uint32_t n) { tuple_head(b, n, 0); }
 
 /* A tuple header flagged for back-references: the reader remembers the
  * tuple, and pyprof_m_ref() can name it again. */
 void pyprof_m_tuple_ref(pyprof_buf *b, uint32_t n) {
-  if (n < 256) {
-    buf_byte(b, M_SMALL_TUPLE | M_FLAG_REF);
-    buf_byte(b, (unsigned char)n);
-  } else {
-    buf_byte(b, M_TUPLE | M_FLAG_REF);
-    buf_len32(b, n);
-  }
+  tuple_head(b, n, M_FLAG_REF);
 }
 
 /* The object flagged `idx`-th (0-based) within the same marshal object. */
 void pyprof_m_ref(pyprof_buf *b, uint32_t idx) {
-  buf_byte(b, M_REF);
-  buf_len32(b, idx);
+  buf_code_len32(b, M_REF, idx);
 }
 
 /* A list header: then `n` items. */
 void pyprof_m_list(pyprof_buf *b, uint32_t n) {
-  buf_byte(b, M_LIST);
-  buf_len32(b, n);
+  buf_code_len32(b, M_LIST, n);
 }
 
 /* ---- strings ------------------------------------------------------------ */
@@ -212,15 +228,47 @@ static void str_escaped(pyprof_buf *b, const unsigned char *s, size_t n) {
   }
 }
 
+/* Length of the ASCII prefix of s[0..n). */
+static size_t ascii_prefix(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, s + i, sizeof w);
+    if (w & 0x8080808080808080ull) break;
+  }
+  while (i < n && s[i] < 0x80) i++;
+  return i;
+}
+
+/* A str, flagged for back-references when `flag` is M_FLAG_REF. */
+static void str_put(pyprof_buf *b, const char *s, size_t n,
+                    unsigned char flag) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t ascii = ascii_prefix(u, n);
+  if (ascii == n && n < 256) { /* the common case: one short ASCII str */
+    unsigned char *d = buf_room(b, 2 + n);
+    if (!d) return;
+    d[0] = M_SHORT_ASCII | flag;
+    d[1] = (unsigned char)n;
+    if (n) memcpy(d + 2, u, n);
+    buf_commit(b, 2 + n);
+    return;
+  }
+  size_t out = ascii + utf8_fixed_len(u + ascii, n - ascii);
+  buf_code_len32(b, M_UNICODE | flag, out);
+  if (out == n) buf_put(b, u, n);
+  else str_escaped(b, u, n);
+}
+
 /* Writes a str from `n` bytes of UTF-8 (embedded NULs are allowed).
  * Invalid UTF-8 is escaped as described at str_escaped(). */
 void pyprof_m_str(pyprof_buf *b, const char *s, size_t n) {
-  const unsigned char *u = (const unsigned char *)s;
-  size_t out = utf8_fixed_len(u, n);
-  buf_byte(b, M_UNICODE);
-  buf_len32(b, out);
-  if (out == n) buf_put(b, u, n);
-  else str_escaped(b, u, n);
+  str_put(b, s, n, 0);
+}
+
+/* The same, flagged for back-references (see pyprof_m_tuple_ref). */
+void pyprof_m_str_ref(pyprof_buf *b, const char *s, size_t n) {
+  str_put(b, s, n, M_FLAG_REF);
 }
 
 /* ---- numbers ------------------------------------------------------------ */
@@ -229,8 +277,11 @@ void pyprof_m_str(pyprof_buf *b, const char *s, size_t n) {
  * marshalled long of 15-bit digits. */
 void pyprof_m_int(pyprof_buf *b, int64_t v) {
   if (v >= INT32_MIN && v <= INT32_MAX) {
-    buf_byte(b, M_INT);
-    buf_u32(b, (uint32_t)(int32_t)v);
+    unsigned char *d = buf_room(b, 5);
+    if (!d) return;
+    d[0] = M_INT;
+    put_u32(d + 1, (uint32_t)(int32_t)v);
+    buf_commit(b, 5);
     return;
   }
   uint64_t mag = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
@@ -243,9 +294,12 @@ void pyprof_m_int(pyprof_buf *b, int64_t v) {
     nd++;
     mag >>= M_LONG_SHIFT;
   }
-  buf_byte(b, M_LONG);
-  buf_u32(b, (uint32_t)(v < 0 ? -nd : nd));
-  buf_put(b, digits, 2 * (size_t)nd);
+  unsigned char *d = buf_room(b, 5 + 2 * (size_t)nd);
+  if (!d) return;
+  d[0] = M_LONG;
+  put_u32(d + 1, (uint32_t)(v < 0 ? -nd : nd));
+  memcpy(d + 5, digits, 2 * (size_t)nd);
+  buf_commit(b, 5 + 2 * (size_t)nd);
 }
 
 /* Writes a float as 8 bytes of IEEE 754 binary64, little-endian. */
@@ -253,8 +307,12 @@ void pyprof_m_float(pyprof_buf *b, double v) {
   uint64_t bits;
   _Static_assert(sizeof bits == sizeof v, "double must be 64 bits");
   memcpy(&bits, &v, sizeof bits);
-  buf_byte(b, M_BINARY_FLOAT);
-  buf_u64(b, bits);
+  unsigned char *d = buf_room(b, 9);
+  if (!d) return;
+  d[0] = M_BINARY_FLOAT;
+  put_u32(d + 1, (uint32_t)bits);
+  put_u32(d + 5, (uint32_t)(bits >> 32));
+  buf_commit(b, 9);
 }
 
 /* Writes None. */

@@ -30,6 +30,7 @@ void pyprof_m_tuple_ref(pyprof_buf *b, uint32_t n); /* tuple, remembered */
 void pyprof_m_ref(pyprof_buf *b, uint32_t idx);     /* idx-th remembered */
 void pyprof_buf_reserve(pyprof_buf *b, size_t n);   /* room for n more */
 void pyprof_m_str(pyprof_buf *b, const char *s, size_t n); /* UTF-8 */
+void pyprof_m_str_ref(pyprof_buf *b, const char *s, size_t n); /* remembered */
 void pyprof_m_int(pyprof_buf *b, int64_t v);        /* Python int */
 void pyprof_m_float(pyprof_buf *b, double v);       /* Python float */
 void pyprof_m_none(pyprof_buf *b);

@@ -21,7 +21,7 @@
 
 /* One decoded object. Dicts hold 2n items: key, value, key, value, ... */
 typedef struct mv {
-  char type;                /* 'i' (int), 'g', 'u', 'N', '(' tuple, '{' */
+  char type;                /* 'i' (int), 'g', 'u' (any str), 'N', '(' tuple, '{' */
   int64_t i;                /* int value */
   double f;                 /* float value */
   const unsigned char *s;   /* str bytes (points into the input) */
@@ -141,7 +141,10 @@ static int rd_object(mreader *r, mv *v) {
     memcpy(&v->f, &x, sizeof v->f);
     return 0;
   case 'u':
-    if (rd_le(r, 4, &x) != 0 || x > (uint64_t)(r->end - r->p)) return -1;
+  case 'z': /* short ASCII: u8 length */
+    if (rd_le(r, t == 'z' ? 1 : 4, &x) != 0 || x > (uint64_t)(r->end - r->p))
+      return -1;
+    v->type = 'u';
     v->s = r->p;
     v->n = (size_t)x;
     r->p += x;
