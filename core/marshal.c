@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* Type codes, as CPython's Python/marshal.c names them. */
 enum {
@@ -50,12 +51,70 @@ void pyprof_buf_init(pyprof_buf *b) {
   b->len = 0;
   b->cap = 0;
   b->oom = 0;
+  b->mapped = 0;
 }
 
 /* Releases the buffer's memory and leaves it empty and usable. */
 void pyprof_buf_free(pyprof_buf *b) {
-  free(b->data);
+  if (b->mapped) munmap(b->data, b->cap);
+  else free(b->data);
   pyprof_buf_init(b);
+}
+
+/* Large buffers are mapped directly, 2 MiB-aligned and advised to use
+ * transparent huge pages. A dump of 100k functions writes ~15 MB into a
+ * fresh buffer; on a VM a 4 KiB page fault can cost ~10 us, more than
+ * encoding the page, and a huge page takes one fault per 2 MiB. Without
+ * THP (or with it off) the advice is ignored and nothing is lost. */
+#define BUF_MAP_MIN ((size_t)4 << 20)
+#define BUF_HUGE ((size_t)2 << 20)
+
+/* A mapping of at least `len` bytes (a multiple of 2 MiB, 2 MiB-aligned);
+ * its size in *mapped. NULL when the kernel refuses. */
+static unsigned char *buf_map(size_t len, size_t *mapped) {
+  size_t n = (len + BUF_HUGE - 1) & ~(BUF_HUGE - 1);
+  unsigned char *p = mmap(NULL, n + BUF_HUGE, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  size_t head = (BUF_HUGE - ((uintptr_t)p & (BUF_HUGE - 1))) & (BUF_HUGE - 1);
+  if (head) munmap(p, head);
+  munmap(p + head + n, BUF_HUGE - head);
+  p += head;
+#ifdef MADV_HUGEPAGE
+  madvise(p, n, MADV_HUGEPAGE); /* a hint; failure changes nothing */
+#endif
+  *mapped = n;
+  return p;
+}
+
+/* Grows the buffer to at least `cap` bytes, keeping its contents. */
+static int buf_grow(pyprof_buf *b, size_t cap) {
+  if (cap >= BUF_MAP_MIN) {
+    size_t n = (cap + BUF_HUGE - 1) & ~(BUF_HUGE - 1);
+    if (b->mapped) { /* in place if the address space after it is free */
+      void *q = mremap(b->data, b->cap, n, 0);
+      if (q != MAP_FAILED) {
+        b->cap = n;
+        return 0;
+      }
+    }
+    unsigned char *p = buf_map(cap, &n);
+    if (p) {
+      if (b->len) memcpy(p, b->data, b->len);
+      if (b->mapped) munmap(b->data, b->cap);
+      else free(b->data);
+      b->data = p;
+      b->cap = n;
+      b->mapped = 1;
+      return 0;
+    }
+    if (b->mapped) return -1;
+  }
+  unsigned char *p = realloc(b->data, cap);
+  if (!p) return -1;
+  b->data = p;
+  b->cap = cap;
+  return 0;
 }
 
 /* Makes room for `n` more bytes. Returns 0, or -1 (and sets the sticky
@@ -63,13 +122,10 @@ void pyprof_buf_free(pyprof_buf *b) {
 static int buf_reserve(pyprof_buf *b, size_t n) {
   if (b->oom) return -1;
   if (n <= b->cap - b->len) return 0;
-  if (n > SIZE_MAX / 2 - b->len) goto fail;
+  if (n > SIZE_MAX / 4 - b->len) goto fail;
   size_t cap = b->cap ? b->cap : 256;
   while (cap - b->len < n) cap *= 2;
-  unsigned char *p = realloc(b->data, cap);
-  if (!p) goto fail;
-  b->data = p;
-  b->cap = cap;
+  if (buf_grow(b, cap) < 0) goto fail;
   return 0;
 fail:
   b->oom = 1;

@@ -2,9 +2,11 @@
  * marshal.h -- a writer for the subset of CPython's marshal format that a
  * pstats file needs: dict, tuple, str, int, float.
  *
- * Output goes to a growable memory buffer. Failures are sticky: after an
- * allocation failure every call is a no-op and `oom` stays set, so callers
- * check once at the end. Not async-signal-safe (uses malloc/realloc).
+ * Output goes to a growable memory buffer (large ones are mapped in huge
+ * pages where the kernel offers them; see marshal.c). Failures are sticky:
+ * after an allocation failure every call is a no-op and `oom` stays set, so
+ * callers check once at the end. Not async-signal-safe (uses malloc/realloc
+ * and mmap).
  */
 #ifndef PYPROF_MARSHAL_H
 #define PYPROF_MARSHAL_H
@@ -17,6 +19,8 @@ typedef struct pyprof_buf {
   size_t len;          /* bytes used */
   size_t cap;          /* bytes allocated */
   int oom;             /* set once an allocation failed */
+  int mapped;          /* data is an mmap of cap bytes (large buffers),
+                          not from malloc: release with pyprof_buf_free */
 } pyprof_buf;
 
 void pyprof_buf_init(pyprof_buf *b);

@@ -253,6 +253,34 @@ TEST_IMPL(growth) {
   return TEST_OK;
 }
 
+/* A buffer past 4 MiB is mapped (2 MiB-aligned, for huge pages) and keeps
+ * every byte while it grows, whether in place or by moving. */
+TEST_IMPL(big_buffer) {
+  pyprof_buf b;
+  pyprof_buf_init(&b);
+  pyprof_buf_reserve(&b, 1000);
+  for (int i = 0; i < 100000; i++) pyprof_m_int(&b, i);
+  ASSERT(!b.mapped);
+  for (int i = 100000; i < 3000000; i++) pyprof_m_int(&b, i); /* 15 MB */
+  ASSERT(!b.oom);
+  ASSERT(b.mapped);
+  ASSERT_EQ_U((uintptr_t)b.data % (2u << 20), 0);
+  ASSERT_EQ_U(b.len, 15000000);
+  for (int i = 0; i < 3000000; i += 9973) {
+    const unsigned char *p = b.data + 5 * (size_t)i;
+    ASSERT_EQ_U(p[0], 'i');
+    ASSERT_EQ_I(p[1] | p[2] << 8 | p[3] << 16, i);
+  }
+  pyprof_buf_free(&b);
+  ASSERT(b.data == NULL && b.cap == 0 && !b.mapped);
+  pyprof_buf_reserve(&b, 9u << 20); /* mapped at once */
+  ASSERT(b.mapped && b.cap >= (9u << 20));
+  pyprof_m_none(&b);
+  ASSERT_EQ_U(b.data[0], 'N');
+  pyprof_buf_free(&b);
+  return TEST_OK;
+}
+
 /* Once failed, a buffer stays failed and writes nothing more. */
 TEST_IMPL(oom_is_sticky) {
   pyprof_buf b;
@@ -275,4 +303,5 @@ TEST_MAIN(TEST_ENTRY(ints) TEST_ENTRY(floats_and_none) TEST_ENTRY(strings)
               TEST_ENTRY(string_refs)
               TEST_ENTRY(invalid_utf8_is_escaped) TEST_ENTRY(dicts)
                   TEST_ENTRY(small_tuple) TEST_ENTRY(big_tuple)
-                      TEST_ENTRY(growth) TEST_ENTRY(oom_is_sticky))
+                      TEST_ENTRY(growth) TEST_ENTRY(big_buffer)
+                          TEST_ENTRY(oom_is_sticky))
