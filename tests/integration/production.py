@@ -909,7 +909,9 @@ def scenario_pools(py, lib, wd):
     """prod_pool.py, PYPROF_OUT=pool.prof: Pool(3).map(square, range(30))
     under fork (close/join and `with` = terminate), spawn (with) and
     forkserver (close/join).  Files: exactly pool.prof (root, square 0) and
-    pool.<pid>.prof for each of the 3 workers and each helper process
+    pool.<pid>.prof for each of the 3 workers (a worker that returned no
+    item may lack one: terminate() can kill it before its interpreter
+    started profiling) and each helper process
     (forkserver, resource tracker) the program names, after those exited;
     each file's metadata pid is the one in its name; square's nc in each
     worker's file equals the items that worker returned; the sum is 30.
@@ -938,8 +940,15 @@ def scenario_pools(py, lib, wd):
             time.sleep(0.01)
         time.sleep(0.05)
         CHK.check(all(pid_gone(h) for h in helpers), "helpers %s still alive 5 s after the end" % helpers)
-        want = sorted(["pool.prof"] + ["pool.%d.prof" % w for w in workers + helpers])
         names = sorted(os.listdir(d))
+        # A worker that got no item may still have been starting its
+        # interpreter (spawn, on a loaded machine) when terminate() sent
+        # SIGTERM: killed before profiling started, it rightly has no file.
+        idle = [w for w in workers if per.get(w, 0) == 0 and "pool.%d.prof" % w not in names]
+        if idle:
+            CHK.note("idle workers %s were terminated before writing a file" % idle)
+        want = sorted(["pool.prof"] + ["pool.%d.prof" % w for w in workers + helpers
+                                       if w not in idle])
         CHK.equal(names, want, "files (root, workers %s, helpers %s)" % (workers, helpers))
         total = 0
         for name in names:
