@@ -79,6 +79,33 @@ TEST_IMPL(bias_and_clamp) {
   return TEST_OK;
 }
 
+/* Events let pass without a reading (sys.monitoring CALL events of Python
+ * functions) cost a bias each, taken off at the next reading, clamped like
+ * the others; the count starts again after every reading. */
+TEST_IMPL(bias_skipped_events) {
+  pyprof_clock_init(PYPROF_TIMER_MONOTONIC);
+  pyprof_clk.two_reads = 0;
+  pyprof_clk.bias = 10;
+  pyprof_vclock c;
+  pyprof_vclock_start(&c, 1000);
+  ASSERT_EQ_U(c.skipped, 0);
+  pyprof_vclock_skip(&c);
+  pyprof_vclock_skip(&c);
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 1100), 70);  /* 100 - 3 * 10 */
+  ASSERT_EQ_U(c.skipped, 0);
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 1200), 160); /* one event again */
+  for (int i = 0; i < 20; i++) pyprof_vclock_skip(&c);
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 1300), 160); /* 210 > 100: clamped */
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 1400), 250);
+  pyprof_vclock_skip(&c);
+  pyprof_vclock_start(&c, 2000); /* a new clock starts with none */
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 2100), 90);
+  pyprof_clk.bias = 0;
+  pyprof_vclock_skip(&c); /* without a bias, nothing to take off */
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 2200), 190);
+  return TEST_OK;
+}
+
 /* The hybrid thread-CPU clock: busy time between close events is counted
  * (TSC), a sleep across a long gap is not (real thread CPU clock), and over
  * a run the total agrees with CLOCK_THREAD_CPUTIME_ID. */
@@ -112,4 +139,4 @@ TEST_IMPL(cpu_hybrid) {
 
 TEST_MAIN(TEST_ENTRY(timer_names) TEST_ENTRY(wall_source)
               TEST_ENTRY(tsc_frequency) TEST_ENTRY(bias_and_clamp)
-                  TEST_ENTRY(cpu_hybrid))
+                  TEST_ENTRY(bias_skipped_events) TEST_ENTRY(cpu_hybrid))
