@@ -3,12 +3,26 @@
  *
  * The virtual clock already leaves out the profiler's own time between its
  * timestamps. What remains is the interpreter's work to reach the hook and
- * to come back from it, which lands in the user's functions. As
- * profile.Profile.calibrate does, we time a loop of N calls of an empty
+ * to come back from it, which lands in the user's functions: the bias, a
+ * cost per event (core/clock.h), where an event is any call the
+ * interpreter makes into the profiler, including the sys.monitoring CALL
+ * events the hook lets pass (calls of Python functions and classes).
+ *
+ * As profile.Profile.calibrate does, we time a loop of N calls of an empty
  * function without the profiler (raw ticks) and with it (the cumulative
  * virtual ticks of the loop's function, bias 0); the difference divided by
- * the number of events (2 per call, plus the loop function's own 2) is the
- * bias. Minimum over several repetitions; a few milliseconds in all.
+ * the number of events in the loop is the bias.
+ *
+ * Not every slowdown under a profiler is a cost per event. On <= 3.11 any
+ * profile function puts the interpreter in its tracing mode, where every
+ * instruction runs unspecialised; 3.12 removes superinstructions from
+ * instrumented code. Those cost per instruction, and no bias can remove
+ * them honestly (it would subtract them per event). So the same loop
+ * without the call (its remaining instructions: the loop, the global
+ * load) is timed the same way, and its excess is taken off before
+ * dividing by the events. The loop names the function as a global, not a
+ * local, which would add a superinstruction to the unprofiled loop.
+ * Minimum over several repetitions; a few milliseconds in all.
  *
  * Runs at start, GIL held, before any user code, on the starting thread.
  */
@@ -22,9 +36,11 @@ static const char cal_src[] =
     "def _pyprof_cal_g():\n"
     "    pass\n"
     "def _pyprof_cal_f(n):\n"
-    "    g = _pyprof_cal_g\n"
     "    for _ in range(n):\n"
-    "        g()\n";
+    "        _pyprof_cal_g()\n"
+    "def _pyprof_cal_t(n):\n"
+    "    for _ in range(n):\n"
+    "        _pyprof_cal_g\n";
 
 /* Calls f(CAL_CALLS); returns 0 or -1 on a Python error (cleared). */
 static int call_loop(PyObject *f) {
@@ -37,56 +53,96 @@ static int call_loop(PyObject *f) {
   return 0;
 }
 
-/* The loop function, compiled under our own file name. New reference. */
-static PyObject *make_loop(void) {
+/* The loop functions, compiled under our own file name. New references. */
+static int make_loops(PyObject **f, PyObject **ft) {
   PyObject *code = py.Py_CompileString(cal_src, CAL_FILE, 257 /* file */);
   PyObject *g = code ? py.PyDict_New() : NULL;
-  PyObject *f = NULL;
+  *f = *ft = NULL;
   if (g && py.PyDict_SetItemString(g, "__builtins__", py.PyEval_GetBuiltins()) == 0) {
     PyObject *r = py.PyEval_EvalCode(code, g, g);
     if (r) {
       py.Py_DecRef(r);
-      f = py.PyDict_GetItemString(g, "_pyprof_cal_f");
-      if (f) py.Py_IncRef(f);
+      *f = py.PyDict_GetItemString(g, "_pyprof_cal_f");
+      *ft = py.PyDict_GetItemString(g, "_pyprof_cal_t");
+      if (*f) py.Py_IncRef(*f);
+      if (*ft) py.Py_IncRef(*ft);
     }
   }
   if (g) py.Py_DecRef(g);
   if (code) py.Py_DecRef(code);
-  if (!f) py.PyErr_Clear();
-  return f;
+  if (!*f || !*ft) py.PyErr_Clear();
+  return *f && *ft ? 0 : -1;
 }
 
-uint64_t pyprof_calibrate(void) {
-  PyObject *f = make_loop();
-  if (!f) return 0;
-  PyObject *code = py.PyObject_GetAttrString(f, "__code__");
-  uint64_t base = UINT64_MAX, prof = UINT64_MAX;
-  uint64_t saved_bias = pyprof_clk.bias;
-  pyprof_clk.bias = 0;
-  for (int i = 0; i < CAL_REPS && code; i++) {
+/* Minimum raw ticks of f(CAL_CALLS) without the profiler. */
+static uint64_t time_raw(PyObject *f) {
+  uint64_t best = UINT64_MAX;
+  for (int i = 0; i < CAL_REPS; i++) {
     uint64_t t0 = pyprof_clock_read();
-    if (call_loop(f) < 0) break;
+    if (call_loop(f) < 0) return UINT64_MAX;
     uint64_t t1 = pyprof_clock_read();
-    if (t1 - t0 < base) base = t1 - t0;
+    if (t1 - t0 < best) best = t1 - t0;
   }
-  pyprof_on = 1;
-  pyprof_hook_self_install(1);
-  for (int i = 0; i < CAL_REPS && code && base != UINT64_MAX; i++) {
+  return best;
+}
+
+/* Minimum cumulative virtual ticks of f(CAL_CALLS) with the profiler on
+ * and bias 0. */
+static uint64_t time_prof(PyObject *f) {
+  PyObject *code = py.PyObject_GetAttrString(f, "__code__");
+  uint64_t best = UINT64_MAX;
+  if (!code) {
+    py.PyErr_Clear();
+    return best;
+  }
+  for (int i = 0; i < CAL_REPS; i++) {
     pyprof_reset_all();
     if (call_loop(f) < 0) break;
     pyprof_thread *t = pyprof_hook_self();
     pyprof_entry *e = t ? pyprof_lookup(t, code) : NULL;
-    if (e && e->calls == 1 && e->tt < prof) prof = e->tt;
+    if (e && e->calls == 1 && e->tt < best) best = e->tt;
   }
+  py.Py_DecRef(code);
+  return best;
+}
+
+uint64_t pyprof_calibrate(void) {
+  PyObject *f, *ft;
+  if (make_loops(&f, &ft) < 0) {
+    if (f) py.Py_DecRef(f);
+    if (ft) py.Py_DecRef(ft);
+    return 0;
+  }
+  uint64_t saved_bias = pyprof_clk.bias;
+  pyprof_clk.bias = 0;
+  /* Warm up (specialisation), then time. */
+  call_loop(f);
+  call_loop(ft);
+  uint64_t base = time_raw(f), base_t = time_raw(ft);
+  pyprof_on = 1;
+  pyprof_hook_self_install(1);
+  uint64_t prof = base == UINT64_MAX ? UINT64_MAX : time_prof(f);
+  uint64_t prof_t = base_t == UINT64_MAX ? UINT64_MAX : time_prof(ft);
   pyprof_hook_self_install(0);
   pyprof_on = 0;
   pyprof_reset_all();
   pyprof_clk.bias = saved_bias;
-  if (code) py.Py_DecRef(code);
   py.Py_DecRef(f);
+  py.Py_DecRef(ft);
   /* The virtual clock of the thread-CPU timer counts ns, not raw ticks. */
-  if (pyprof_clk.cpu_hybrid && base != UINT64_MAX)
-    base = (uint64_t)((double)base * pyprof_clk.ns_per_tick);
+  if (pyprof_clk.cpu_hybrid) {
+    if (base != UINT64_MAX) base = (uint64_t)((double)base * pyprof_clk.ns_per_tick);
+    if (base_t != UINT64_MAX) base_t = (uint64_t)((double)base_t * pyprof_clk.ns_per_tick);
+  }
   if (prof == UINT64_MAX || base == UINT64_MAX || prof <= base) return 0;
-  return (prof - base) / (2 * (uint64_t)CAL_CALLS + 2);
+  uint64_t excess = prof - base;
+  /* The loop's own slowdown, when it could be measured. */
+  if (prof_t != UINT64_MAX && base_t != UINT64_MAX && prof_t > base_t) {
+    uint64_t loop = prof_t - base_t;
+    excess = excess > loop ? excess - loop : 0;
+  }
+  /* Events per call of the empty function: its start and its return, and
+   * on sys.monitoring the CALL event let pass before the start. */
+  uint64_t per_call = pyprof_use_monitoring ? 3 : 2;
+  return excess / (per_call * CAL_CALLS);
 }
