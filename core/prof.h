@@ -249,7 +249,9 @@ typedef struct pyprof_snapshot {
  * live data:
  * later snapshots report as if this one never happened. The calling
  * thread's own data (if `self` is not NULL) is read directly.
- * Allocates; not async-signal-safe. Returns 0, or -1 when out of memory. */
+ * Allocates (large arrays are mapped; release them with
+ * pyprof_snapshot_free(), never free()); not async-signal-safe. Returns 0,
+ * or -1 when out of memory. */
 int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
                          uint64_t raw_now);
 void pyprof_snapshot_free(pyprof_snapshot *s);
