@@ -251,13 +251,13 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
     return -1;
   }
   if ((v = get("PYPROF_HOOK"))) {
-    static const char *const hooks[] = {"auto", "legacy", "monitoring"};
+    static const char *const hooks[] = {"auto", "legacy", "monitoring", "eval"};
     c->hook = -1;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
       if (strcmp(v, hooks[i]) == 0) c->hook = i;
     if (c->hook < 0) {
-      snprintf(err, errlen, "invalid PYPROF_HOOK='%s' (expected auto, legacy "
-               "or monitoring)", v);
+      snprintf(err, errlen, "invalid PYPROF_HOOK='%s' (expected auto, legacy, "
+               "monitoring or eval)", v);
       return -1;
     }
   }

@@ -16,7 +16,8 @@
 
 #define PYPROF_PATH_MAX 4096
 
-enum { PYPROF_HOOK_AUTO, PYPROF_HOOK_LEGACY, PYPROF_HOOK_MONITORING };
+enum { PYPROF_HOOK_AUTO, PYPROF_HOOK_LEGACY, PYPROF_HOOK_MONITORING,
+       PYPROF_HOOK_EVAL };
 
 typedef struct pyprof_config {
   char out[PYPROF_PATH_MAX]; /* output template, absolute after load */

@@ -168,7 +168,7 @@ static int hook(PyObject *self_, void *frame, int what, PyObject *arg) {
 /* Arms a thread state that was just bound to the calling thread (see the
  * top of this file). No GIL: only plain stores into the fresh state. */
 static void arm(void *ts) {
-  if (!pyprof_on || pyprof_no_arm || pyprof_use_monitoring ||
+  if (!pyprof_on || pyprof_no_arm || pyprof_use_monitoring || pyprof_use_eval ||
       pyprof_get_profile(ts))
     return;
   char *p = ts;
@@ -233,6 +233,10 @@ int pyprof_hook_start(void) {
     if (pthread_key_create(&tls_key, retire) != 0) return -1;
     key_made = 1;
   }
+  if (pyprof_use_eval) {
+    pyprof_eval_set(1);
+    return 0;
+  }
   if (pyprof_use_monitoring) {
     pyprof_mon_set(1);
     return 0;
@@ -248,6 +252,10 @@ int pyprof_hook_start(void) {
 }
 
 void pyprof_hook_self_install(int on) {
+  if (pyprof_use_eval) { /* no per-thread install: the whole interpreter */
+    pyprof_eval_set(on);
+    return;
+  }
   if (pyprof_use_monitoring) {
     pyprof_mon_set(on);
     return;
@@ -258,6 +266,10 @@ void pyprof_hook_self_install(int on) {
 }
 
 void pyprof_hook_stop(void) {
+  if (pyprof_use_eval) {
+    pyprof_eval_set(0);
+    return;
+  }
   if (pyprof_use_monitoring) {
     pyprof_mon_set(0);
     return;

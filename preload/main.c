@@ -144,7 +144,9 @@ static void dump(int skip_empty, int snapshot) {
       {"pid", pid_s},
       {"threads", thr_s},
       {"dropped_events", drop_s},
-      {"hook", pyprof_use_monitoring ? "sys.monitoring" : "PyEval_SetProfile"},
+      {"hook", pyprof_use_eval         ? "eval (PEP 523; no built-ins)"
+               : pyprof_use_monitoring ? "sys.monitoring"
+                                       : "PyEval_SetProfile"},
   };
   if (pyprof_pstats_encode(&b, &s, tick, meta, sizeof meta / sizeof *meta) <
           0 ||
@@ -285,7 +287,11 @@ static void start(void) {
   PyObject *et, *ev, *tb;
   py.PyErr_Fetch(&et, &ev, &tb);
   pyprof_clock_ready();
-  if (pyprof_cfg.hook != PYPROF_HOOK_LEGACY && py.minor >= 12) {
+  if (pyprof_cfg.hook == PYPROF_HOOK_EVAL) {
+    if (pyprof_eval_init() == 0) pyprof_use_eval = 1;
+    else if (py.minor >= 12 && pyprof_mon_init() == 0)
+      pyprof_use_monitoring = 1;
+  } else if (pyprof_cfg.hook != PYPROF_HOOK_LEGACY && py.minor >= 12) {
     if (pyprof_mon_init() == 0) pyprof_use_monitoring = 1;
     else if (pyprof_cfg.hook == PYPROF_HOOK_MONITORING)
       pyprof_say("sys.monitoring has no free tool id; using the profile hook");

@@ -96,6 +96,11 @@ void pyprof_names_atfork(int phase);
  * before profiling starts. */
 uint64_t pyprof_calibrate(void);
 
+/* hook_eval.c (3.11+, PYPROF_HOOK=eval) */
+extern int pyprof_use_eval;       /* chosen once at start */
+int pyprof_eval_init(void);       /* usable here? says why not; GIL held */
+void pyprof_eval_set(int on);     /* whole interpreter; GIL held */
+
 /* hook_monitoring.c (3.12+) */
 int pyprof_mon_init(void);        /* own tool id and callbacks; GIL held */
 void pyprof_mon_set(int on);      /* all events on/off; GIL held */
