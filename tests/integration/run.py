@@ -862,6 +862,38 @@ def scenario_embed(py, lib, wd):
 
 # ---------------------------------------------------------------------------
 
+def scenario_evalhook(py, lib, wd):
+    """PYPROF_HOOK=eval on the parity workload.  3.11+: exactly one pyprof:
+    line (the 'wrote' one), metadata hook 'eval (PEP 523; no built-ins)', no
+    built-in rows, fib nc 1973 cc 1.  Older versions: one more line saying
+    it needs 3.11+ and naming the default hook, metadata hook
+    PyEval_SetProfile, built-in rows present; the program's output as
+    without the library either way."""
+    path = os.path.join(wd, "ev.prof")
+    plain = run([py, PARITY], wd)
+    res = run([py, PARITY], wd, lib=lib, env={"PYPROF_OUT": path, "PYPROF_HOOK": "eval"})
+    check_same_output(plain, res, "parity workload")
+    stats = load_prof(path)
+    with open(path, "rb") as f:
+        buf = io.BytesIO(f.read())
+    marshal.load(buf)
+    meta = marshal.load(buf)
+    lines = pyprof_lines(res.err)
+    minor = int(python_query(py, "import sys; print(sys.version_info[1])"))
+    builtins = [k for k in stats if k[0] == "~"]
+    if minor >= 11:
+        CHK.equal(len(lines), 1, "pyprof: lines %s" % lines)
+        CHK.equal(meta.get("hook"), "eval (PEP 523; no built-ins)", "metadata hook")
+        CHK.equal(builtins, [], "built-in rows")
+        expect_calls(stats, PARITY, "fib", 1973, 1)
+    else:
+        CHK.equal(len(lines), 2, "pyprof: lines %s" % lines)
+        CHK.check(lines and "PYPROF_HOOK=eval needs Python 3.11+" in lines[0]
+                  and "using the profile hook" in lines[0], "fallback line: %r" % lines[:1])
+        CHK.equal(meta.get("hook"), "PyEval_SetProfile", "metadata hook")
+        CHK.check(len(builtins) > 0, "no built-in rows with the default hook")
+
+
 SCENARIOS = {
     "parity": scenario_parity,
     "pstats": scenario_pstats,
@@ -871,6 +903,7 @@ SCENARIOS = {
     "badconfig": scenario_badconfig,
     "nonpython": scenario_nonpython,
     "embed": scenario_embed,
+    "evalhook": scenario_evalhook,
 }
 CHK_LABEL = ""
 
