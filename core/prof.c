@@ -18,6 +18,14 @@
  * could free) are safe to copy. The writer pays two plain stores and one
  * load per event and never a fence. Without membarrier, snapshots of other
  * threads are only safe when they cannot run events (GIL held).
+ *
+ * Threads that ended: a retired thread never writes again. Under
+ * threads_lock (at the next pyprof_thread_new or snapshot) its statistics
+ * are added to `finished`, one total of all folded threads kept like a
+ * thread's tables, and its tables are freed; its struct stays in the list
+ * (lock-free readers may hold it) and is reused for the next new thread.
+ * Snapshots merge `finished` as one more thread, so they report exactly
+ * what they reported before the fold.
  */
 #include "prof.h"
 
@@ -161,39 +169,124 @@ int pyprof_paths_enabled = 1;
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static pyprof_thread *threads_head; /* all threads, newest first */
 
+/* Threads that ended. A retired thread never writes again, so its
+ * statistics can be added to `finished` and its tables freed ("folded")
+ * whenever threads_lock is held: see fold_retired(). */
+static pyprof_thread finished;       /* totals of folded threads: a thread
+                                        of its own (never in the list),
+                                        one entry per function, edges and
+                                        nodes keyed as in any thread;
+                                        threads_lock */
+static uint32_t finished_nthreads;   /* folded threads that had entries
+                                        (pyprof_snapshot.nthreads);
+                                        threads_lock */
+static int retired_pending;          /* retired, not yet folded (atomic;
+                                        a hint that a fold may be due) */
+static uint32_t nfolded;             /* folded structs in the list, free
+                                        for new threads; threads_lock */
+
+static void fold_retired(void);
+
 #define INIT_SLOTS 256u
 #define INIT_EDGES 256u
 #define INIT_STACK 64u
 
+/* The tables a new thread starts with (see pyprof_thread_new). */
+typedef struct thread_tables {
+  pyprof_slot *slots;
+  uint32_t *edge_heads, *node_heads;
+  pyprof_frame *stack;
+} thread_tables;
+
+static void tables_free(thread_tables *tb) {
+  free(tb->slots);
+  free(tb->edge_heads);
+  free(tb->node_heads);
+  free(tb->stack);
+}
+
+/* Gives `t` (new, or a folded struct being reused) the state of a thread
+ * that has seen nothing, with tables `tb`. Leaves `seq`, `next`,
+ * `retired` and `folded` to the caller. */
+static void thread_init(pyprof_thread *t, const thread_tables *tb,
+                        uint64_t tid, const pyprof_vclock *clock) {
+  t->park = 0;
+  t->overflow = 0;
+  t->depth = 0;
+  t->stack_cap = INIT_STACK;
+  t->stack = tb->stack;
+  t->entries = NULL;
+  t->nentries = t->entries_cap = 0;
+  t->slots = tb->slots;
+  t->nslots_used = 0;
+  t->slot_mask = INIT_SLOTS - 1;
+  t->fid_entry = NULL;
+  t->fid_cap = 0;
+  t->edges = NULL;
+  t->nedges = t->edges_cap = 0;
+  t->edge_heads = tb->edge_heads;
+  t->edge_mask = INIT_EDGES - 1;
+  t->nodes = NULL;
+  t->nnodes = t->nodes_cap = 0;
+  t->node_heads = tb->node_heads;
+  t->node_mask = INIT_EDGES - 1;
+  t->truncated = 0;
+  t->dropped = 0;
+  t->tid = tid;
+  t->host = NULL;
+  t->clock = *clock;
+}
+
+/* A folded struct of the list, to be reused; NULL if none. Called with
+ * threads_lock held. */
+static pyprof_thread *take_folded(void) {
+  if (nfolded == 0) return NULL;
+  for (pyprof_thread *t = threads_head; t; t = t->next)
+    if (t->folded) {
+      nfolded--;
+      return t;
+    }
+  return NULL;
+}
+
 pyprof_thread *pyprof_thread_new(uint64_t tid) {
-  pyprof_thread *t = calloc(1, sizeof *t);
-  if (!t) return NULL;
-  t->slots = calloc(INIT_SLOTS, sizeof *t->slots);
-  pyprof_vclock_start(&t->clock, pyprof_clock_read());
-  t->edge_heads = calloc(INIT_EDGES, sizeof *t->edge_heads);
-  t->node_heads = calloc(INIT_EDGES, sizeof *t->node_heads);
-  t->stack = malloc(INIT_STACK * sizeof *t->stack);
-  if (!t->slots || !t->edge_heads || !t->node_heads || !t->stack) {
-    free(t->slots);
-    free(t->edge_heads);
-    free(t->node_heads);
-    free(t->stack);
-    free(t);
+  thread_tables tb = {
+      .slots = calloc(INIT_SLOTS, sizeof *tb.slots),
+      .edge_heads = calloc(INIT_EDGES, sizeof *tb.edge_heads),
+      .node_heads = calloc(INIT_EDGES, sizeof *tb.node_heads),
+      .stack = malloc(INIT_STACK * sizeof *tb.stack),
+  };
+  pyprof_vclock clock;
+  memset(&clock, 0, sizeof clock);
+  pyprof_vclock_start(&clock, pyprof_clock_read()); /* this thread's CPU */
+  if (!tb.slots || !tb.edge_heads || !tb.node_heads || !tb.stack) {
+    tables_free(&tb);
     return NULL;
   }
-  t->slot_mask = INIT_SLOTS - 1;
-  t->edge_mask = INIT_EDGES - 1;
-  t->node_mask = INIT_EDGES - 1;
-  t->stack_cap = INIT_STACK;
-  t->tid = tid;
   pyprof_lock(&threads_lock);
-  t->next = threads_head;
-  threads_head = t;
+  fold_retired();
+  pyprof_thread *t = take_folded();
+  if (t) {
+    /* Lock-free readers may be looking at it: they skip it while it is
+     * retired, and `retired` is cleared only once it is whole. */
+    thread_init(t, &tb, tid, &clock);
+    t->folded = 0;
+    __atomic_store_n(&t->retired, 0, __ATOMIC_RELEASE);
+  } else if ((t = calloc(1, sizeof *t))) {
+    thread_init(t, &tb, tid, &clock);
+    t->next = threads_head;
+    __atomic_store_n(&threads_head, t, __ATOMIC_RELEASE);
+  }
   pyprof_unlock(&threads_lock);
+  if (!t) tables_free(&tb);
   return t;
 }
 
-void pyprof_thread_retire(pyprof_thread *t) { t->retired = 1; }
+void pyprof_thread_retire(pyprof_thread *t) {
+  /* Release: a folder that sees `retired` sees every write before it. */
+  if (__atomic_exchange_n(&t->retired, 1, __ATOMIC_ACQ_REL) == 0)
+    __atomic_fetch_add(&retired_pending, 1, __ATOMIC_RELEASE);
+}
 
 /* Writer side: wait while a reader copies this thread's data. Entered
  * with an odd `seq`; shows an even one while waiting. */
@@ -232,18 +325,23 @@ static int grow_slots(pyprof_thread *t) {
   return 0;
 }
 
+/* Makes fid_entry of `t` cover registry id `fid`. */
+static int fid_reserve(pyprof_thread *t, pyprof_fid fid) {
+  uint32_t ncap = t->fid_cap ? t->fid_cap : 256;
+  while (ncap <= fid) ncap *= 2;
+  if (ncap == t->fid_cap) return 0;
+  uint32_t *nf = realloc(t->fid_entry, ncap * sizeof *nf);
+  if (!nf) return -1;
+  memset(nf + t->fid_cap, 0, (ncap - t->fid_cap) * sizeof *nf);
+  t->fid_entry = nf;
+  t->fid_cap = ncap;
+  return 0;
+}
+
 /* The entry of `fid` in `t`, created if needed; index, or -1 on OOM.
  * Called inside a write section. */
 static int64_t entry_for_fid(pyprof_thread *t, pyprof_fid fid) {
-  if (fid >= t->fid_cap) {
-    uint32_t ncap = t->fid_cap ? t->fid_cap : 256;
-    while (ncap <= fid) ncap *= 2;
-    uint32_t *nf = realloc(t->fid_entry, ncap * sizeof *nf);
-    if (!nf) return -1;
-    memset(nf + t->fid_cap, 0, (ncap - t->fid_cap) * sizeof *nf);
-    t->fid_entry = nf;
-    t->fid_cap = ncap;
-  }
+  if (fid >= t->fid_cap && fid_reserve(t, fid) < 0) return -1;
   if (t->fid_entry[fid]) return t->fid_entry[fid] - 1;
   if (t->nentries == t->entries_cap) {
     uint32_t ncap = t->entries_cap ? t->entries_cap * 2 : 128;
@@ -282,9 +380,10 @@ static uint32_t edge_hash(uint32_t caller, uint32_t callee) {
   return (uint32_t)((((uint64_t)caller << 32) | callee) * 0x9E3779B97F4A7C15ull >> 32);
 }
 
-/* Doubles the edge chains. Called inside a write section. */
-static int grow_edge_heads(pyprof_thread *t) {
-  uint32_t nmask = t->edge_mask * 2 + 1;
+/* Rebuilds the edge chains with `nmask` + 1 heads (a power of two, above
+ * the old mask). Called inside a write section, or on the finished
+ * threads' totals under threads_lock. */
+static int rehash_edges(pyprof_thread *t, uint32_t nmask) {
   uint32_t *nh = calloc((size_t)nmask + 1, sizeof *nh);
   if (!nh) return -1;
   for (uint32_t k = 0; k < t->nedges; k++) {
@@ -309,7 +408,8 @@ static uint32_t edge_get(pyprof_thread *t, uint32_t caller, uint32_t callee) {
     if (t->edges[k - 1].caller == caller && t->edges[k - 1].callee == callee)
       return ce->last_edge = k;
   }
-  if (t->nedges >= t->edge_mask && grow_edge_heads(t) < 0) return 0;
+  if (t->nedges >= t->edge_mask && rehash_edges(t, t->edge_mask * 2 + 1) < 0)
+    return 0;
   if (t->nedges == t->edges_cap) {
     uint32_t ncap = t->edges_cap ? t->edges_cap * 2 : 256;
     pyprof_edge *ne = realloc(t->edges, ncap * sizeof *ne);
@@ -327,9 +427,8 @@ static uint32_t edge_get(pyprof_thread *t, uint32_t caller, uint32_t callee) {
   return ce->last_edge = t->nedges;
 }
 
-/* Doubles the node chains. Called inside a write section. */
-static int grow_node_heads(pyprof_thread *t) {
-  uint32_t nmask = t->node_mask * 2 + 1;
+/* Rebuilds the node chains with `nmask` + 1 heads (see rehash_edges). */
+static int rehash_nodes(pyprof_thread *t, uint32_t nmask) {
   uint32_t *nh = calloc((size_t)nmask + 1, sizeof *nh);
   if (!nh) return -1;
   for (uint32_t k = 0; k < t->nnodes; k++) {
@@ -344,14 +443,17 @@ static int grow_node_heads(pyprof_thread *t) {
   return 0;
 }
 
-/* Finds or creates the node (parent, entry); index+1, 0 on failure. */
-static uint32_t node_find(pyprof_thread *t, uint32_t parent, uint32_t entry) {
+/* Finds or creates the node (parent, entry); index+1, 0 on failure. Past
+ * `budget` nodes only "[truncated]" nodes are created. */
+static uint32_t node_find(pyprof_thread *t, uint32_t parent, uint32_t entry,
+                          uint32_t budget) {
   uint32_t h = edge_hash(parent, entry) & t->node_mask;
   for (uint32_t k = t->node_heads[h]; k; k = t->nodes[k - 1].next)
     if (t->nodes[k - 1].parent == parent && t->nodes[k - 1].entry == entry)
       return k;
-  if (t->nnodes >= PYPROF_PATH_NODES && entry != PYPROF_NODE_TRUNC) return 0;
-  if (t->nnodes >= t->node_mask && grow_node_heads(t) < 0) return 0;
+  if (t->nnodes >= budget && entry != PYPROF_NODE_TRUNC) return 0;
+  if (t->nnodes >= t->node_mask && rehash_nodes(t, t->node_mask * 2 + 1) < 0)
+    return 0;
   if (t->nnodes == t->nodes_cap) {
     uint32_t ncap = t->nodes_cap ? t->nodes_cap * 2 : 256;
     pyprof_node *nn = realloc(t->nodes, ncap * sizeof *nn);
@@ -378,11 +480,167 @@ static uint32_t node_get(pyprof_thread *t, uint32_t parent, uint32_t idx) {
   if (e->last_node && t->nodes[e->last_node - 1].parent == parent &&
       t->nodes[e->last_node - 1].entry == idx)
     return e->last_node;
-  uint32_t k = node_find(t, parent, idx);
+  uint32_t k = node_find(t, parent, idx, PYPROF_PATH_NODES);
   if (k) return e->last_node = k;
   t->truncated++;
-  k = node_find(t, parent, PYPROF_NODE_TRUNC);
+  k = node_find(t, parent, PYPROF_NODE_TRUNC, PYPROF_PATH_NODES);
   return k ? k : parent;
+}
+
+/* ---- finished threads ---------------------------------------------------- */
+
+/* The capacity an array of `cap` elements, `used` of them in use, needs
+ * for `n` more (at least double when it grows); -1 past 2^32. */
+static int64_t cap_for(uint32_t cap, uint32_t used, uint32_t n) {
+  if (n <= cap - used) return cap;
+  uint64_t ncap = (uint64_t)used + n;
+  if (ncap < (uint64_t)cap * 2) ncap = (uint64_t)cap * 2;
+  return ncap > UINT32_MAX ? -1 : (int64_t)ncap;
+}
+
+/* A mask for chains of at least `n` elements, no smaller than `mask`. */
+static uint32_t mask_for(uint32_t mask, uint32_t n) {
+  if (mask < INIT_EDGES - 1) mask = INIT_EDGES - 1;
+  while (mask < n && mask < UINT32_MAX / 2) mask = mask * 2 + 1;
+  return mask;
+}
+
+/* Makes room in `finished` for all of `t`, so that fold_thread() cannot
+ * fail half-way: afterwards entry_for_fid(), edge_get() and node_find()
+ * on it allocate nothing. Called with threads_lock held. */
+static int finished_reserve(const pyprof_thread *t) {
+  pyprof_thread *f = &finished;
+  pyprof_fid maxfid = 0;
+  for (uint32_t i = 0; i < t->nentries; i++)
+    if (t->entries[i].fid > maxfid) maxfid = t->entries[i].fid;
+  if (t->nentries && fid_reserve(f, maxfid) < 0) return -1;
+  int64_t c = cap_for(f->entries_cap, f->nentries, t->nentries);
+  if (c != f->entries_cap) {
+    pyprof_entry *ne = c < 0 ? NULL : realloc(f->entries, (size_t)c * sizeof *ne);
+    if (!ne) return -1;
+    f->entries = ne;
+    f->entries_cap = (uint32_t)c;
+  }
+  c = cap_for(f->edges_cap, f->nedges, t->nedges);
+  if (c != f->edges_cap) {
+    pyprof_edge *ng = c < 0 ? NULL : realloc(f->edges, (size_t)c * sizeof *ng);
+    if (!ng) return -1;
+    f->edges = ng;
+    f->edges_cap = (uint32_t)c;
+  }
+  c = cap_for(f->nodes_cap, f->nnodes, t->nnodes);
+  if (c != f->nodes_cap) {
+    pyprof_node *nn = c < 0 ? NULL : realloc(f->nodes, (size_t)c * sizeof *nn);
+    if (!nn) return -1;
+    f->nodes = nn;
+    f->nodes_cap = (uint32_t)c;
+  }
+  /* edge_get() and node_find() rehash when the count reaches the mask */
+  uint32_t em = mask_for(f->edge_mask, f->nedges + t->nedges);
+  uint32_t nm = mask_for(f->node_mask, f->nnodes + t->nnodes);
+  if ((!f->edge_heads || em != f->edge_mask) && rehash_edges(f, em) < 0)
+    return -1;
+  if ((!f->node_heads || nm != f->node_mask) && rehash_nodes(f, nm) < 0)
+    return -1;
+  return 0;
+}
+
+/* Index in `finished` of the function of entry `i` of `t` (present once
+ * its entries were folded). */
+static uint32_t finished_entry(const pyprof_thread *t, uint32_t i) {
+  return finished.fid_entry[t->entries[i].fid] - 1;
+}
+
+/* Frees the tables of `t` (retired), after setting every pointer to NULL
+ * and every size to 0, for lock-free readers (see pyprof_threads_head). */
+static void thread_release(pyprof_thread *t) {
+  void *mem[] = {t->stack, t->entries,    t->slots, t->fid_entry,
+                 t->edges, t->edge_heads, t->nodes, t->node_heads};
+  t->depth = t->stack_cap = t->overflow = 0;
+  t->stack = NULL;
+  t->nentries = t->entries_cap = 0;
+  t->entries = NULL;
+  t->nslots_used = t->slot_mask = 0;
+  t->slots = NULL;
+  t->fid_cap = 0;
+  t->fid_entry = NULL;
+  t->nedges = t->edges_cap = t->edge_mask = 0;
+  t->edges = NULL;
+  t->edge_heads = NULL;
+  t->nnodes = t->nodes_cap = t->node_mask = 0;
+  t->nodes = NULL;
+  t->node_heads = NULL;
+  t->truncated = t->dropped = 0;
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  for (size_t i = 0; i < sizeof mem / sizeof *mem; i++) free(mem[i]);
+}
+
+/* Adds the statistics of `t` (retired, empty stack) to `finished` and
+ * frees its tables: every later snapshot reports the same as if `t` were
+ * still read where it was (sums of integers; call paths merged by
+ * (parent, function) as snapshots merge threads). Called with
+ * threads_lock held. Returns 0, or -1 when out of memory, with nothing
+ * changed. */
+static int fold_thread(pyprof_thread *t) {
+  pyprof_thread *f = &finished;
+  if (finished_reserve(t) < 0) return -1;
+  /* From here on nothing allocates, so nothing fails. */
+  for (uint32_t i = 0; i < t->nentries; i++) {
+    const pyprof_entry *e = &t->entries[i];
+    pyprof_entry *d = &f->entries[entry_for_fid(f, e->fid)];
+    d->calls += e->calls;
+    d->rcalls += e->rcalls;
+    d->tt += e->tt;
+    d->it += e->it;
+  }
+  for (uint32_t k = 0; k < t->nedges; k++) {
+    const pyprof_edge *g = &t->edges[k];
+    uint32_t m = edge_get(f, finished_entry(t, g->caller),
+                          finished_entry(t, g->callee));
+    pyprof_edge *d = &f->edges[m - 1];
+    d->calls += g->calls;
+    d->rcalls += g->rcalls;
+    d->tt += g->tt;
+    d->it += g->it;
+  }
+  /* Parents come before children; each node's `next` (its hash chain,
+   * not needed any more) is overwritten with its node in `finished`. */
+  for (uint32_t k = 0; k < t->nnodes; k++) {
+    pyprof_node *n = &t->nodes[k];
+    uint32_t parent = n->parent ? t->nodes[n->parent - 1].next : 0;
+    uint32_t entry = n->entry == PYPROF_NODE_TRUNC
+                         ? PYPROF_NODE_TRUNC
+                         : finished_entry(t, n->entry);
+    uint32_t m = node_find(f, parent, entry, UINT32_MAX);
+    pyprof_node *d = &f->nodes[m - 1];
+    d->calls += n->calls;
+    d->tt += n->tt;
+    d->it += n->it;
+    n->next = m;
+  }
+  f->dropped += t->dropped;
+  f->truncated += t->truncated;
+  finished_nthreads += t->nentries != 0;
+  thread_release(t);
+  t->folded = 1;
+  return 0;
+}
+
+/* Folds every retired thread with an empty stack (see fold_thread).
+ * Called with threads_lock held; allocates and frees, so never from a
+ * crash dump. A thread left unfolded for want of memory is read where it
+ * is by snapshots and tried again next time. Cost: a walk of the list
+ * when a thread retired since the last fold, plus the folded tables. */
+static void fold_retired(void) {
+  if (__atomic_load_n(&retired_pending, __ATOMIC_ACQUIRE) <= 0) return;
+  for (pyprof_thread *t = threads_head; t; t = t->next) {
+    if (t->folded || !__atomic_load_n(&t->retired, __ATOMIC_ACQUIRE) ||
+        t->depth)
+      continue;
+    if (fold_thread(t) < 0) return;
+    __atomic_fetch_sub(&retired_pending, 1, __ATOMIC_RELAXED);
+    nfolded++;
+  }
 }
 
 /* ---- enter / leave ------------------------------------------------------- */
@@ -883,14 +1141,18 @@ int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
   if (!a.rows) return -1;
   int rc = 0;
   pyprof_lock(&threads_lock);
+  /* Threads that ended are folded first (not in a crash dump: that frees
+   * and allocates). Retired threads need no parking but get it anyway. */
+  if (!pyprof_snapshot_patience_ns) fold_retired();
   for (pyprof_thread *t = threads_head; t; t = t->next)
     if (t != self) __atomic_store_n(&t->park, 1, __ATOMIC_SEQ_CST);
   if (membarrier_ok)
     syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
   for (pyprof_thread *t = threads_head; t; t = t->next) {
     /* A thread stuck mid-event past the patience (crash dumps only) is
-     * left out; after a failure the rest are only released. */
-    if (rc == 0 && (t == self || wait_even(t))) {
+     * left out; after a failure the rest are only released. Folded
+     * threads have nothing left (their statistics are in `finished`). */
+    if (rc == 0 && !t->folded && (t == self || wait_even(t))) {
       uint64_t dropped;
       int has_entries;
       if (acc_add_thread(&a, t, raw_now, &dropped, &has_entries) < 0) rc = -1;
@@ -898,6 +1160,14 @@ int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
       s->nthreads += has_entries;
     }
     if (t != self) __atomic_store_n(&t->park, 0, __ATOMIC_RELEASE);
+  }
+  if (rc == 0) { /* the folded threads, as if each were still read */
+    uint64_t dropped;
+    int has_entries;
+    if (acc_add_thread(&a, &finished, raw_now, &dropped, &has_entries) < 0)
+      rc = -1;
+    s->dropped += dropped;
+    s->nthreads += finished_nthreads;
   }
   pyprof_unlock(&threads_lock);
   acc_free_scratch(&a);
@@ -934,28 +1204,32 @@ void pyprof_snapshot_free(pyprof_snapshot *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* Zeroes the statistics and empties the stack of `t` (pyprof_reset_all). */
+static void reset_thread(pyprof_thread *t) {
+  for (uint32_t i = 0; i < t->nentries; i++) {
+    pyprof_entry *e = &t->entries[i];
+    e->calls = e->rcalls = e->tt = e->it = 0;
+    e->depth = 0;
+  }
+  for (uint32_t k = 0; k < t->nedges; k++) {
+    pyprof_edge *g = &t->edges[k];
+    g->calls = g->rcalls = g->tt = g->it = 0;
+    g->depth = 0;
+  }
+  for (uint32_t k = 0; k < t->nnodes; k++) {
+    pyprof_node *n = &t->nodes[k];
+    n->calls = n->tt = n->it = 0;
+    n->active = 0;
+  }
+  t->truncated = 0;
+  t->depth = 0;
+  t->overflow = 0;
+}
+
 void pyprof_reset_all(void) {
   pyprof_lock(&threads_lock);
-  for (pyprof_thread *t = threads_head; t; t = t->next) {
-    for (uint32_t i = 0; i < t->nentries; i++) {
-      pyprof_entry *e = &t->entries[i];
-      e->calls = e->rcalls = e->tt = e->it = 0;
-      e->depth = 0;
-    }
-    for (uint32_t k = 0; k < t->nedges; k++) {
-      pyprof_edge *g = &t->edges[k];
-      g->calls = g->rcalls = g->tt = g->it = 0;
-      g->depth = 0;
-    }
-    for (uint32_t k = 0; k < t->nnodes; k++) {
-      pyprof_node *n = &t->nodes[k];
-      n->calls = n->tt = n->it = 0;
-      n->active = 0;
-    }
-    t->truncated = 0;
-    t->depth = 0;
-    t->overflow = 0;
-  }
+  for (pyprof_thread *t = threads_head; t; t = t->next) reset_thread(t);
+  reset_thread(&finished);
   pyprof_unlock(&threads_lock);
 }
 
@@ -993,23 +1267,40 @@ static void zero_counts(pyprof_thread *t) {
   t->truncated = 0;
 }
 
+/* Forgets the folded threads' totals, keeping their memory (stores
+ * only: pyprof_fork_child). */
+static void finished_clear(void) {
+  pyprof_thread *f = &finished;
+  if (f->fid_entry) memset(f->fid_entry, 0, f->fid_cap * sizeof *f->fid_entry);
+  if (f->edge_heads)
+    memset(f->edge_heads, 0, ((size_t)f->edge_mask + 1) * sizeof *f->edge_heads);
+  if (f->node_heads)
+    memset(f->node_heads, 0, ((size_t)f->node_mask + 1) * sizeof *f->node_heads);
+  f->nentries = f->nedges = f->nnodes = 0;
+  f->dropped = f->truncated = 0;
+  finished_nthreads = 0;
+}
+
 void pyprof_fork_child(pyprof_thread *self) {
-  /* Other threads do not exist here: drop their data (the memory stays
-   * allocated; the list is rebuilt with `self` alone). */
+  /* Other threads do not exist here: their structs are emptied (counts
+   * to 0; the tables stay allocated, inconsistent, until a fold frees
+   * them) and retired, so dumps read nothing from them and the next fold
+   * frees their tables. Folded structs stay free. */
+  int pending = 0;
   for (pyprof_thread *t = threads_head; t; t = t->next) {
-    if (t == self) continue;
-    zero_counts(t);
-    for (uint32_t i = 0; i < t->nentries; i++) t->entries[i].depth = 0;
-    for (uint32_t k = 0; k < t->nedges; k++) t->edges[k].depth = 0;
-    for (uint32_t k = 0; k < t->nnodes; k++) t->nodes[k].active = 0;
+    if (t == self || t->folded) continue;
+    t->nentries = t->nedges = t->nnodes = 0;
     t->depth = 0;
     t->overflow = 0;
+    t->dropped = t->truncated = 0;
     t->park = 0;
+    if (t->seq & 1) t->seq++; /* it was mid-event at the fork: never ends */
     t->retired = 1;
+    pending++;
   }
-  threads_head = self;
+  retired_pending = pending;
+  finished_clear();
   if (self) {
-    self->next = NULL;
     self->park = 0;
     zero_counts(self);
     if (pyprof_clk.cpu_hybrid) /* a new task: its CPU clock restarts */

@@ -12,6 +12,9 @@
  *   pyprof_thread_pause() and copies the tables while the counter is even
  *   and unchanged; see prof.c for the protocol. No atomics or locks on the
  *   hot path, only ordered plain stores (x86-TSO; release/acquire elsewhere).
+ * - A retired thread (its OS thread ended) is folded into one total of
+ *   finished threads at the next thread creation or snapshot, and its
+ *   tables freed; the struct is never freed, but may be reused.
  * - The function registry is global and append-only; registration takes a
  *   mutex (first sight only). Names are immutable C strings once published.
  * - Accounting follows CPython's Modules/_lsprof.c: per activation the
@@ -156,17 +159,31 @@ typedef struct pyprof_thread {
   uint64_t tid;           /* OS thread id, for display */
   void *host;             /* the interpreter's state of this thread, for
                              stack reports (opaque here; set by preload) */
-  int retired;            /* the OS thread has ended */
+  int retired;            /* the OS thread has ended (set with release
+                             order by pyprof_thread_retire) */
   struct pyprof_thread *next; /* global list (prof.c's lock) */
   pyprof_vclock clock;    /* this thread's virtual clock (clock.h) */
+  int folded;             /* retired, and its statistics added to the
+                             finished threads' totals: tables freed (NULL,
+                             sizes 0), the struct free for a new thread.
+                             Written under prof.c's lock. */
 } pyprof_thread;
 
 /* Creates the state of one OS thread. `tid` is only used for display.
  * Allocates; not async-signal-safe. Returns NULL when out of memory. The
- * thread is linked into the global list that dumps walk. */
+ * thread is linked into the global list that dumps walk, or reuses the
+ * struct of a thread that ended and was folded (see below); first it
+ * folds threads that ended since the last fold. */
 pyprof_thread *pyprof_thread_new(uint64_t tid);
 
-/* Marks a thread as finished: its data stays until the next reset. */
+/* Marks a thread as finished. Called by its owner after its last event;
+ * it must make no event afterwards. Its statistics stay in every dump:
+ * at the next pyprof_thread_new() or snapshot (not a crash dump's, see
+ * pyprof_snapshot_patience_ns) they are added to the totals of finished
+ * threads and its tables are freed, unless activations are still on its
+ * stack (those are counted at each snapshot's instant; such a thread is
+ * folded once pyprof_flush_all() or pyprof_reset_all() empties it). The
+ * struct itself is never freed, only reused for a new thread. */
 void pyprof_thread_retire(pyprof_thread *t);
 
 /* Hot path. Finds this thread's entry for `key`, or NULL if the thread has
@@ -257,17 +274,25 @@ int pyprof_snapshot_take(pyprof_snapshot *s, pyprof_thread *self,
 void pyprof_snapshot_free(pyprof_snapshot *s);
 
 /* The newest thread; follow ->next. Read without a lock (threads are
- * only ever added at the head and never freed): for crash reports and
- * live stacks, which read stacks defensively. Async-signal-safe. */
+ * only ever added at the head and never freed or unlinked): for crash
+ * reports and live stacks, which read stacks defensively. A retired
+ * thread's tables may be freed at any time (pointers set to NULL and sizes
+ * to 0 first), and its struct reused for a new thread (`retired` is
+ * cleared last): read `retired` before the rest, and the tables only
+ * through a fault-proof read. Async-signal-safe. */
 pyprof_thread *pyprof_threads_head(void);
 
 /* When set, a snapshot waits at most this long (ns) for a thread that is
  * in the middle of an event, then leaves that thread out: for the dump of
- * a crashing process, whose faulting thread may never finish its event. */
+ * a crashing process, whose faulting thread may never finish its event.
+ * Such a snapshot also folds no finished thread (it frees nothing and
+ * allocates only its own result): those are read where they are. */
 extern uint64_t pyprof_snapshot_patience_ns;
 
-/* Forgets all statistics of every thread (registry is kept). Only safe
- * when no thread is inside pyprof_enter/leave and stacks are empty. */
+/* Forgets all statistics of every thread and of the finished threads'
+ * totals (registry is kept; so are `dropped` counts and the number of
+ * threads dumps report). Only safe when no thread is inside
+ * pyprof_enter/leave and stacks are empty. */
 void pyprof_reset_all(void);
 
 /* Counts every activation on every stack as returning at raw time
@@ -279,8 +304,10 @@ void pyprof_flush_all(uint64_t raw_now);
 /* In a child just forked: forgets every statistic and every other
  * thread, keeps the stack of `self` (the forking thread) with its
  * activations restarted at virtual time now, so the child's file holds
- * only what the child does. Async-signal-safe apart from nothing: it only
- * stores to memory. */
+ * only what the child does. The other threads' structs are emptied and
+ * marked retired, so that their tables are freed and the structs reused
+ * later. Called with the core locks held (pyprof_core_lock() before the
+ * fork). Async-signal-safe: it only stores to memory. */
 void pyprof_fork_child(pyprof_thread *self);
 
 /* Locks every mutex of core/ around fork() (prepare), and releases them
