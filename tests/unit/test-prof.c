@@ -511,10 +511,411 @@ TEST_IMPL(concurrent_snapshots) {
   return TEST_OK;
 }
 
+/* ---- finished threads --------------------------------------------------- */
+
+#define FOLD_FUNCS 8
+static char fold_keys[FOLD_FUNCS];
+static pyprof_fid fold_fids[FOLD_FUNCS];
+
+static void fold_register(void) {
+  for (int k = 0; k < FOLD_FUNCS; k++) {
+    char name[16];
+    snprintf(name, sizeof name, "fold%d", k);
+    fold_fids[k] = pyprof_func_register("fold.py", k, name);
+  }
+}
+
+/* `events` random calls and returns of the first `nf` fold functions on
+ * `t` (recursion, depths up to `maxdepth`), from virtual time *now; with
+ * `unwind`, every activation returns at the end. */
+static int random_calls(pyprof_thread *t, uint32_t *x, int events,
+                        uint32_t maxdepth, uint32_t nf, uint64_t *now,
+                        int unwind) {
+  for (int i = 0; i < events; i++) {
+    uint32_t d = pyprof_stack_depth(t);
+    int call = d == 0 || (d < maxdepth && lcg(x) % 100 < 55);
+    *now += 1 + lcg(x) % 5;
+    if (call) {
+      uint32_t k = lcg(x) % nf;
+      pyprof_entry *e = pyprof_lookup(t, &fold_keys[k]);
+      if (!e) e = pyprof_insert(t, &fold_keys[k], fold_fids[k]);
+      ASSERT(e);
+      pyprof_enter(t, e, *now);
+    } else {
+      pyprof_leave(t, *now);
+    }
+  }
+  while (unwind && pyprof_stack_depth(t)) pyprof_leave(t, *now += 1);
+  t->clock.vt = *now + 3; /* the instant its live frames are counted at */
+  t->clock.raw_out = 1000;
+  return TEST_OK;
+}
+
+static uint32_t path_hash(uint32_t parent, pyprof_fid fid) {
+  return (uint32_t)((((uint64_t)parent << 32) | fid) * 0x9E3779B97F4A7C15ull >> 32);
+}
+
+/* Two snapshots say the same: rows, edges, counters, and the same call
+ * tree (its paths may come in another order). */
+static int same_results(const pyprof_snapshot *a, const pyprof_snapshot *b) {
+  ASSERT_EQ_U(a->nrows, b->nrows);
+  ASSERT_EQ_U(a->nedges, b->nedges);
+  ASSERT_EQ_U(a->npaths, b->npaths);
+  ASSERT_EQ_U(a->truncated, b->truncated);
+  ASSERT_EQ_U(a->nthreads, b->nthreads);
+  ASSERT_EQ_U(a->dropped, b->dropped);
+  for (size_t i = 0; i < a->nrows; i++) {
+    ASSERT_EQ_U(a->rows[i].fid, b->rows[i].fid);
+    ASSERT_EQ_U(a->rows[i].nc, b->rows[i].nc);
+    ASSERT_EQ_U(a->rows[i].cc, b->rows[i].cc);
+    ASSERT_EQ_U(a->rows[i].tt, b->rows[i].tt);
+    ASSERT_EQ_U(a->rows[i].ct, b->rows[i].ct);
+  }
+  for (size_t i = 0; i < a->nedges; i++) {
+    ASSERT_EQ_U(a->edges[i].caller, b->edges[i].caller);
+    ASSERT_EQ_U(a->edges[i].callee, b->edges[i].callee);
+    ASSERT_EQ_U(a->edges[i].nc, b->edges[i].nc);
+    ASSERT_EQ_U(a->edges[i].cc, b->edges[i].cc);
+    ASSERT_EQ_U(a->edges[i].tt, b->edges[i].tt);
+    ASSERT_EQ_U(a->edges[i].ct, b->edges[i].ct);
+  }
+  /* b's paths by (parent, fid); a's matched in order (parents first) */
+  size_t mask = 1023;
+  while (mask < 2 * b->npaths) mask = mask * 2 + 1;
+  uint32_t *heads = calloc(mask + 1, sizeof *heads);
+  uint32_t *map = malloc((a->npaths + 1) * sizeof *map);
+  ASSERT(heads && map);
+  for (size_t j = 0; j < b->npaths; j++) {
+    size_t h = path_hash(b->paths[j].parent, b->paths[j].fid) & mask;
+    while (heads[h]) h = (h + 1) & mask;
+    heads[h] = (uint32_t)j + 1;
+  }
+  int rc = TEST_OK;
+  for (size_t i = 0; i < a->npaths && rc == TEST_OK; i++) {
+    const pyprof_path_row *p = &a->paths[i], *q = NULL;
+    uint32_t parent = p->parent ? map[p->parent - 1] : 0;
+    size_t h = path_hash(parent, p->fid) & mask;
+    for (; heads[h] && !q; h = (h + 1) & mask) {
+      const pyprof_path_row *c = &b->paths[heads[h] - 1];
+      if (c->parent == parent && c->fid == p->fid) q = c;
+    }
+    if (!q || q->calls != p->calls || q->tt != p->tt || q->ct != p->ct) {
+      fprintf(stderr, "path %zu (fid %u): %s\n", i, p->fid,
+              q ? "counts differ" : "missing");
+      rc = TEST_FAIL;
+      break;
+    }
+    map[i] = (uint32_t)(q - b->paths) + 1;
+  }
+  free(heads);
+  free(map);
+  return rc;
+}
+
+/* A folded thread: its tables are freed and its sizes 0. */
+static int is_released(const pyprof_thread *t) {
+  ASSERT(t->retired && t->folded);
+  ASSERT(!t->stack && !t->entries && !t->slots && !t->fid_entry);
+  ASSERT(!t->edges && !t->edge_heads && !t->nodes && !t->node_heads);
+  ASSERT_EQ_U(t->depth, 0);
+  ASSERT_EQ_U(t->stack_cap, 0);
+  ASSERT_EQ_U(t->nentries, 0);
+  ASSERT_EQ_U(t->slot_mask, 0);
+  ASSERT_EQ_U(t->fid_cap, 0);
+  ASSERT_EQ_U(t->nedges, 0);
+  ASSERT_EQ_U(t->nnodes, 0);
+  return TEST_OK;
+}
+
+/* Snapshot without folding (as a crash dump takes it), and with. */
+static int snap_unfolded(pyprof_snapshot *s) {
+  pyprof_snapshot_patience_ns = 60000000000ull;
+  int rc = pyprof_snapshot_take(s, NULL, 1000);
+  pyprof_snapshot_patience_ns = 0;
+  return rc;
+}
+
+#define FOLD_WAVE 24
+
+/* Threads that ended are folded into one total and their tables freed;
+ * every snapshot says what it said before the fold, call paths and
+ * "[truncated]" nodes, dropped events and thread count included. A live
+ * thread with frames on its stack runs beside them throughout. */
+TEST_IMPL(retired_threads_fold) {
+  fold_register();
+  uint32_t x = 777;
+  uint64_t now = 0, lnow = 0;
+  pyprof_thread *live = pyprof_thread_new(300);
+  ASSERT(live);
+  if (random_calls(live, &x, 3000, 30, FOLD_FUNCS, &lnow, 0)) return TEST_FAIL;
+  ASSERT(pyprof_stack_depth(live) > 0);
+
+  /* Wave 1, created before any of them retires (a new thread folds). */
+  pyprof_thread *w1[FOLD_WAVE];
+  for (int n = 0; n < FOLD_WAVE; n++) ASSERT((w1[n] = pyprof_thread_new(400 + (uint64_t)n)));
+  for (int n = 0; n < FOLD_WAVE; n++) {
+    pyprof_thread *t = w1[n];
+    if (n == 0) { /* > PYPROF_PATH_NODES call paths: "[truncated]" nodes */
+      if (random_calls(t, &x, 1300000, 220, 8, &now, 1)) return TEST_FAIL;
+      ASSERT(t->truncated > 0);
+    } else if (n == 1) { /* deeper than the path depth cap */
+      if (random_calls(t, &x, 4000, PYPROF_PATH_DEPTH + 30, 3, &now, 1)) return TEST_FAIL;
+    } else {
+      if (random_calls(t, &x, 500 + 100 * n, 12 + (uint32_t)n, 2 + (uint32_t)n % 7,
+                       &now, 1))
+        return TEST_FAIL;
+    }
+    if (n == 2) { /* an event lost to an allocation failure */
+      pyprof_enter_lost(t);
+      pyprof_leave(t, now);
+    }
+    pyprof_thread_retire(t);
+  }
+  pyprof_snapshot a, b;
+  ASSERT_EQ_I(snap_unfolded(&a), 0);
+  for (int n = 0; n < FOLD_WAVE; n++) ASSERT(!w1[n]->folded && w1[n]->entries);
+  ASSERT(a.truncated > 0);
+  ASSERT(a.dropped > 0);
+  ASSERT_EQ_I(pyprof_snapshot_take(&b, NULL, 1000), 0);
+  for (int n = 0; n < FOLD_WAVE; n++)
+    if (is_released(w1[n])) return TEST_FAIL;
+  ASSERT(!live->folded && live->entries);
+  int rc = same_results(&a, &b);
+  pyprof_snapshot_free(&a);
+  pyprof_snapshot_free(&b);
+  if (rc) return rc;
+
+  /* Wave 2 reuses the structs of wave 1; one retires with frames on its
+   * stack: it is not folded, and its frames count at each snapshot. */
+  pyprof_thread *w2[FOLD_WAVE];
+  for (int n = 0; n < FOLD_WAVE; n++) {
+    ASSERT((w2[n] = pyprof_thread_new(500 + (uint64_t)n)));
+    ASSERT(!w2[n]->retired && !w2[n]->folded);
+    ASSERT_EQ_U(w2[n]->nentries, 0);
+    ASSERT_EQ_U(w2[n]->dropped, 0);
+    int reused = 0;
+    for (int k = 0; k < FOLD_WAVE; k++) reused |= w2[n] == w1[k];
+    ASSERT(reused);
+  }
+  for (int n = 0; n < FOLD_WAVE; n++) {
+    if (random_calls(w2[n], &x, 300 + 50 * n, 10, 1 + (uint32_t)n % FOLD_FUNCS,
+                     &now, n != 5))
+      return TEST_FAIL;
+    pyprof_thread_retire(w2[n]);
+  }
+  ASSERT(pyprof_stack_depth(w2[5]) > 0);
+  ASSERT_EQ_I(snap_unfolded(&a), 0);
+  ASSERT_EQ_I(pyprof_snapshot_take(&b, NULL, 1000), 0);
+  for (int n = 0; n < FOLD_WAVE; n++)
+    if (n != 5 && is_released(w2[n])) return TEST_FAIL;
+  ASSERT(!w2[5]->folded && w2[5]->stack && w2[5]->entries);
+  rc = same_results(&a, &b);
+  pyprof_snapshot_free(&a);
+  pyprof_snapshot_free(&b);
+  if (rc) return rc;
+
+  /* Flushed, its stack is empty: the next snapshot folds it. */
+  pyprof_flush_all(1000);
+  ASSERT_EQ_I(snap_unfolded(&a), 0);
+  ASSERT_EQ_I(pyprof_snapshot_take(&b, NULL, 1000), 0);
+  if (is_released(w2[5])) return TEST_FAIL;
+  rc = same_results(&a, &b);
+  pyprof_snapshot_free(&a);
+  pyprof_snapshot_free(&b);
+  pyprof_thread_retire(live);
+  pyprof_reset_all();
+  return rc;
+}
+
+/* Thread after thread starts, calls and ends: the list of thread structs
+ * does not grow, and every call is still counted, every thread too. */
+TEST_IMPL(short_threads_reuse_structs) {
+  pyprof_snapshot s;
+  ASSERT_EQ_I(pyprof_snapshot_take(&s, NULL, 0), 0);
+  uint32_t threads0 = s.nthreads;
+  pyprof_snapshot_free(&s);
+  size_t len0 = 0, len1 = 0;
+  for (pyprof_thread *t = pyprof_threads_head(); t; t = t->next) len0++;
+  for (int n = 0; n < 3000; n++) {
+    pyprof_thread *t = pyprof_thread_new(1000 + (uint64_t)n);
+    ASSERT(t);
+    pyprof_enter(t, ent(t, 12, "shortA"), 0);
+    pyprof_enter(t, ent(t, 13, "shortB"), 1);
+    pyprof_leave(t, 3);
+    pyprof_leave(t, 4);
+    pyprof_thread_retire(t);
+  }
+  for (pyprof_thread *t = pyprof_threads_head(); t; t = t->next) len1++;
+  ASSERT(len1 <= len0 + 1);
+  ASSERT_EQ_I(pyprof_snapshot_take(&s, NULL, 0), 0);
+  ASSERT_EQ_U(s.nthreads, threads0 + 3000);
+  ASSERT_EQ_U(row(&s, "shortA")->nc, 3000);
+  ASSERT_EQ_U(row(&s, "shortA")->ct, 3000 * 4);
+  ASSERT_EQ_U(row(&s, "shortA")->tt, 3000 * 2);
+  ASSERT_EQ_U(edge(&s, "shortA", "shortB")->nc, 3000);
+  const char *ab[] = {"shortA", "shortB"};
+  ASSERT_EQ_U(path_row(&s, ab, 2)->calls, 3000);
+  ASSERT_EQ_U(path_row(&s, ab, 2)->ct, 3000 * 2);
+  pyprof_snapshot_free(&s);
+  /* A reset forgets the folded calls too, not the threads. */
+  pyprof_reset_all();
+  ASSERT_EQ_I(pyprof_snapshot_take(&s, NULL, 0), 0);
+  ASSERT(row(&s, "shortA") == NULL);
+  ASSERT_EQ_U(s.nthreads, threads0 + 3000);
+  pyprof_snapshot_free(&s);
+  return TEST_OK;
+}
+
+/* Short-lived OS threads (each folds the ones that ended before it)
+ * while snapshots run: every snapshot is consistent, counts only grow,
+ * and the last one is exact. */
+#define SHORT_ROUNDS 40
+#define SHORT_PER_SPAWNER 150
+#define SPAWNERS 3
+#define SHORT_CHAIN 6
+
+static const char *short_name(int k) {
+  static char names[SHORT_CHAIN][16];
+  if (!names[k][0]) snprintf(names[k], sizeof names[k], "short%d", k);
+  return names[k];
+}
+
+static void *short_thread(void *arg) {
+  (void)arg;
+  pyprof_thread *t = pyprof_thread_new((uint64_t)pthread_self());
+  if (!t) return NULL;
+  uint64_t now = 0;
+  for (int r = 0; r < SHORT_ROUNDS; r++) {
+    for (int k = 0; k < SHORT_CHAIN; k++) {
+      pyprof_entry *e = pyprof_lookup(t, short_name(k));
+      if (!e) e = pyprof_insert(t, short_name(k),
+                                pyprof_func_register("short.py", k, short_name(k)));
+      pyprof_enter(t, e, now += 1);
+    }
+    for (int k = 0; k < SHORT_CHAIN; k++) pyprof_leave(t, now += 1);
+  }
+  pyprof_thread_retire(t);
+  return NULL;
+}
+
+static void *spawner(void *arg) {
+  (void)arg;
+  for (int n = 0; n < SHORT_PER_SPAWNER; n++) {
+    pthread_t th;
+    if (pthread_create(&th, NULL, short_thread, NULL) != 0) continue;
+    pthread_join(th, NULL);
+  }
+  return NULL;
+}
+
+TEST_IMPL(short_threads_with_snapshots) {
+  if (pyprof_snapshot_init() < 0) RETURN_SKIP("no membarrier(2) here");
+  for (int k = 0; k < SHORT_CHAIN; k++)
+    pyprof_func_register("short.py", k, short_name(k));
+  pthread_t sp[SPAWNERS];
+  static volatile int done;
+  for (int k = 0; k < SPAWNERS; k++)
+    ASSERT(pthread_create(&sp[k], NULL, spawner, NULL) == 0);
+  uint64_t last = 0;
+  int snaps = 0;
+  while (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
+    pyprof_snapshot s;
+    ASSERT_EQ_I(pyprof_snapshot_take(&s, NULL, 0), 0);
+    uint64_t prev = UINT64_MAX, first = 0, lastn = 0;
+    for (int k = 0; k < SHORT_CHAIN; k++) {
+      const pyprof_row *r = row(&s, short_name(k));
+      uint64_t nc = r ? r->nc : 0;
+      if (r) ASSERT_EQ_U(r->cc, r->nc);
+      ASSERT(nc <= prev);
+      if (k == 0) first = nc;
+      lastn = nc;
+      prev = nc;
+    }
+    ASSERT(first - lastn <= SPAWNERS);
+    ASSERT(first >= last);
+    last = first;
+    pyprof_snapshot_free(&s);
+    snaps++;
+    if (first == (uint64_t)SPAWNERS * SHORT_PER_SPAWNER * SHORT_ROUNDS)
+      __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+    sched_yield();
+  }
+  for (int k = 0; k < SPAWNERS; k++) pthread_join(sp[k], NULL);
+  pyprof_snapshot s;
+  ASSERT_EQ_I(pyprof_snapshot_take(&s, NULL, 0), 0);
+  for (int k = 0; k < SHORT_CHAIN; k++) {
+    const pyprof_row *r = row(&s, short_name(k));
+    ASSERT(r);
+    ASSERT_EQ_U(r->nc, (uint64_t)SPAWNERS * SHORT_PER_SPAWNER * SHORT_ROUNDS);
+    ASSERT_EQ_U(r->ct, (uint64_t)SPAWNERS * SHORT_PER_SPAWNER * SHORT_ROUNDS *
+                           (2 * (SHORT_CHAIN - k) - 1));
+  }
+  pyprof_snapshot_free(&s);
+  size_t len = 0;
+  for (pyprof_thread *t = pyprof_threads_head(); t; t = t->next) len++;
+  ASSERT(len < 64); /* structs reused: about one per spawner, not 450 */
+  ASSERT(snaps > 0);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
+/* In a forked child, the other threads' data is gone, including the
+ * folded totals and a thread that was mid-event at the fork (a snapshot
+ * must not wait for it); their structs are reused afterwards. Last test:
+ * it forgets every other thread of this process. */
+TEST_IMPL(fork_child_forgets_others) {
+  pyprof_thread *old = pyprof_thread_new(600);
+  pyprof_enter(old, ent(old, 14, "forkOld"), 0);
+  pyprof_leave(old, 5);
+  pyprof_thread_retire(old);
+  pyprof_thread *other = pyprof_thread_new(601); /* folds `old`, reuses it */
+  ASSERT(other == old && !other->folded);
+  pyprof_enter(other, ent(other, 14, "forkOld"), 0);
+  other->seq |= 1; /* mid-event when the fork happens */
+  pyprof_thread *self = pyprof_thread_new(602);
+  pyprof_enter(self, ent(self, 15, "forkSelf"), 0);
+  pyprof_core_lock();
+  pyprof_fork_child(self);
+  pyprof_core_unlock();
+  ASSERT_EQ_U(other->seq & 1, 0); /* no snapshot may wait for it */
+  pyprof_snapshot s, u;
+  self->clock.vt = 7;
+  self->clock.raw_out = 1000;
+  ASSERT_EQ_I(snap_unfolded(&u), 0); /* reads the emptied threads */
+  ASSERT(!other->folded);
+  ASSERT_EQ_I(pyprof_snapshot_take(&s, self, 1000), 0);
+  int rc = same_results(&u, &s);
+  pyprof_snapshot_free(&u);
+  if (rc) return rc;
+  ASSERT_EQ_U(s.nrows, 1);
+  ASSERT_EQ_U(row(&s, "forkSelf")->nc, 1);
+  ASSERT_EQ_U(row(&s, "forkSelf")->ct, 7);
+  ASSERT_EQ_U(s.nthreads, 1);
+  ASSERT_EQ_U(s.dropped, 0);
+  ASSERT_EQ_U(s.npaths, 1);
+  pyprof_snapshot_free(&s);
+  if (is_released(other)) return TEST_FAIL;
+  size_t len0 = 0, len1 = 0;
+  for (pyprof_thread *t = pyprof_threads_head(); t; t = t->next) len0++;
+  pyprof_thread *again = pyprof_thread_new(603);
+  ASSERT(again && again != self);
+  for (pyprof_thread *t = pyprof_threads_head(); t; t = t->next) len1++;
+  ASSERT_EQ_U(len1, len0);
+  pyprof_leave(self, 9);
+  pyprof_thread_retire(self);
+  pyprof_thread_retire(again);
+  pyprof_reset_all();
+  return TEST_OK;
+}
+
 TEST_MAIN(TEST_ENTRY(nested_calls) TEST_ENTRY(direct_recursion)
               TEST_ENTRY(mutual_recursion) TEST_ENTRY(leave_on_empty_stack)
                   TEST_ENTRY(snapshot_of_active_frames)
                       TEST_ENTRY(keys_sharing_a_label) TEST_ENTRY(tables_grow) TEST_ENTRY(call_paths)
                           TEST_ENTRY(live_frames_as_if_returned)
                               TEST_ENTRY(file_names_interned)
-                                  TEST_ENTRY(concurrent_snapshots))
+                                  TEST_ENTRY(concurrent_snapshots)
+                                      TEST_ENTRY(retired_threads_fold)
+                                          TEST_ENTRY(short_threads_reuse_structs)
+                                              TEST_ENTRY(short_threads_with_snapshots)
+                                                  TEST_ENTRY(fork_child_forgets_others))
