@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include "dump.h"
 #include "prof.h"
 #include "test.h"
 
@@ -609,7 +610,19 @@ static int same_results(const pyprof_snapshot *a, const pyprof_snapshot *b) {
   }
   free(heads);
   free(map);
-  return rc;
+  if (rc) return rc;
+  /* and the same pstats file, byte for byte */
+  pyprof_buf ea, eb;
+  pyprof_buf_init(&ea);
+  pyprof_buf_init(&eb);
+  const pyprof_meta meta[] = {{"tool", "test"}};
+  ASSERT_EQ_I(pyprof_pstats_encode(&ea, a, 1e-6, meta, 1), 0);
+  ASSERT_EQ_I(pyprof_pstats_encode(&eb, b, 1e-6, meta, 1), 0);
+  ASSERT_EQ_U(ea.len, eb.len);
+  ASSERT(memcmp(ea.data, eb.data, ea.len) == 0);
+  pyprof_buf_free(&ea);
+  pyprof_buf_free(&eb);
+  return TEST_OK;
 }
 
 /* A folded thread: its tables are freed and its sizes 0. */
