@@ -60,6 +60,10 @@ static int hook(PyObject *obj, void *frame, int what, PyObject *arg);
 /* pthread key destructor: the thread is ending. */
 static void retire(void *p) {
   pyprof_thread_retire(p);
+  /* Its tables may now be folded and the struct given to another thread:
+   * an event after this (another key's destructor running Python) must
+   * attach afresh, never write into it. */
+  pyprof_tls = NULL;
   pyprof_crash_thread_exit();
 }
 
