@@ -22,6 +22,19 @@
  * time is in their caller's own time, and the profile has no
  * "{built-in method ...}" rows. Counts of Python functions are cProfile's.
  *
+ * Deep recursion: with an evaluation function set, the interpreter does
+ * not inline Python-to-Python calls, so each nested call takes C stack (as
+ * before 3.11) and, on 3.12+, counts against the C recursion limit. On
+ * 3.12 that limit (1500, two per call) would make recursion past ~750
+ * frames fail: not offered there. On 3.11 and 3.13 the default recursion
+ * limit is far from it, but a program that raises sys.setrecursionlimit
+ * and goes deep could run out of C stack (3.11, ~15 000 frames) or of C
+ * recursion budget (3.13, ~5 000 frames) where it would not unprofiled. So
+ * the hook watches the thread's headroom and, when it gets low, puts the
+ * default evaluator back for good and says so: calls are inlined again,
+ * the program runs as it would without us, and the profile covers the run
+ * until then.
+ *
  * There is one evaluation function per interpreter: if another tool
  * (a debugger's frame evaluator) already set one, we leave it and fall
  * back to the default hook. Only the main interpreter is profiled.
@@ -33,6 +46,9 @@
  * shadow stacks are emptied).
  */
 #include <dlfcn.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "preload.h"
 
@@ -44,6 +60,49 @@ static eval_fn default_eval;    /* _PyEval_EvalFrameDefault */
 static void (*set_eval)(void *interp, eval_fn);
 static eval_fn (*get_eval)(void *interp);
 static void *interp;            /* the main interpreter */
+static int gave_up;             /* headroom ran low: never installed again */
+static __thread char *stack_floor; /* 3.11: lowest usable stack address */
+static __thread int stack_known;   /* stack_floor was looked up */
+
+/* 3.13: PyThreadState.c_recursion_remaining (int; Include/cpython/
+ * pystate.h of 3.13). Its limit is 10000 on Linux release builds. */
+#define TS_C_RECURSION_REMAINING_OFF 52
+#define C_RECURSION_HEADROOM 2000
+#define STACK_HEADROOM (1024 * 1024)
+
+/* Whether this thread is close to where the non-inlined calls could make
+ * the program fail (see the top). Hot path: one compare. */
+static inline int low_headroom(void *ts) {
+  if (py.minor >= 13)
+    return *(int *)((char *)ts + TS_C_RECURSION_REMAINING_OFF) <
+           C_RECURSION_HEADROOM;
+  if (__builtin_expect(!stack_known, 0)) {
+    stack_known = 1;
+    pthread_attr_t a;
+    void *lo;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+      if (pthread_attr_getstack(&a, &lo, &size) == 0) {
+        size_t room = size / 4 < STACK_HEADROOM ? size / 4 : STACK_HEADROOM;
+        stack_floor = (char *)lo + room;
+      }
+      pthread_attr_destroy(&a);
+    }
+  }
+  return stack_floor && (char *)__builtin_frame_address(0) < stack_floor;
+}
+
+/* Puts the default evaluator back for good (see the top). GIL held. */
+static void give_up(void) {
+  if (gave_up) return;
+  gave_up = 1;
+  set_eval(interp, default_eval);
+  pyprof_say("PYPROF_HOOK=eval: thread %ld is so deep in recursion that the "
+             "evaluator hook could make it fail; profiling stopped here (the "
+             "profile covers the run until now; the default hook has no such "
+             "limit)",
+             (long)syscall(SYS_gettid));
+}
 
 /* PyCodeObject.co_flags (int) in 3.11-3.13, from their headers, and the
  * flags of code whose call makes a generator, coroutine or async
@@ -76,6 +135,10 @@ static PyObject *eval_hook(void *ts, void *iframe, int throwflag) {
   if ((__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) ||
       (!(t = pyprof_tls) && !(t = pyprof_attach())))
     return default_eval(ts, iframe, throwflag);
+  if (__builtin_expect(low_headroom(ts), 0)) {
+    give_up();
+    return default_eval(ts, iframe, throwflag);
+  }
   PyObject *code = *(PyObject **)((char *)iframe + py.iframe_code_off);
   if (__builtin_expect(creates_generator(iframe, code), 0))
     return default_eval(ts, iframe, throwflag);
@@ -103,6 +166,12 @@ int pyprof_eval_init(void) {
                "tracing-mode slowdown to avoid); using the profile hook");
     return -1;
   }
+  if (py.minor == 12) {
+    pyprof_say("PYPROF_HOOK=eval is not offered on 3.12 (its C recursion "
+               "limit would stop recursion past ~750 frames); using "
+               "sys.monitoring");
+    return -1;
+  }
   *(void **)&default_eval = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
   *(void **)&set_eval = dlsym(RTLD_DEFAULT, "_PyInterpreterState_SetEvalFrameFunc");
   *(void **)&get_eval = dlsym(RTLD_DEFAULT, "_PyInterpreterState_GetEvalFrameFunc");
@@ -125,6 +194,7 @@ int pyprof_eval_init(void) {
  * Removing bumps the generation: frames entered so far will not leave. */
 void pyprof_eval_set(int on) {
   if (!on) pyprof_eval_gen++;
+  if (gave_up) return;
   if (on && get_eval(interp) == eval_hook) return;
   if (!on && get_eval(interp) != eval_hook) return; /* someone replaced it */
   set_eval(interp, on ? eval_hook : default_eval);

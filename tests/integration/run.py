@@ -863,12 +863,17 @@ def scenario_embed(py, lib, wd):
 # ---------------------------------------------------------------------------
 
 def scenario_evalhook(py, lib, wd):
-    """PYPROF_HOOK=eval on the parity workload.  3.11+: exactly one pyprof:
-    line (the 'wrote' one), metadata hook 'eval (PEP 523; no built-ins)', no
-    built-in rows, fib nc 1973 cc 1.  Older versions: one more line saying
-    it needs 3.11+ and naming the default hook, metadata hook
-    PyEval_SetProfile, built-in rows present; the program's output as
-    without the library either way."""
+    """PYPROF_HOOK=eval on the parity workload.  3.11 and 3.13: exactly one
+    pyprof: line (the 'wrote' one), metadata hook 'eval (PEP 523; no
+    built-ins)', no built-in rows, fib nc 1973 cc 1.  3.12: one more line
+    saying it is not offered there, metadata hook sys.monitoring.  3.8-3.10:
+    one more line saying it needs 3.11+, metadata hook PyEval_SetProfile.
+    Built-in rows present in both fallbacks; the program's output as
+    without the library in every case.  Then (3.11+) eval_deep.py 60000 (recursion
+    with a raised limit, far past the C stack or C recursion budget that
+    non-inlined calls would need): same stdout and exit status as
+    unprofiled; where the hook is in use, one line saying it stopped
+    because of the recursion depth, and the file is written."""
     path = os.path.join(wd, "ev.prof")
     plain = run([py, PARITY], wd)
     res = run([py, PARITY], wd, lib=lib, env={"PYPROF_OUT": path, "PYPROF_HOOK": "eval"})
@@ -881,17 +886,36 @@ def scenario_evalhook(py, lib, wd):
     lines = pyprof_lines(res.err)
     minor = int(python_query(py, "import sys; print(sys.version_info[1])"))
     builtins = [k for k in stats if k[0] == "~"]
-    if minor >= 11:
+    used = minor in (11, 13)
+    if used:
         CHK.equal(len(lines), 1, "pyprof: lines %s" % lines)
         CHK.equal(meta.get("hook"), "eval (PEP 523; no built-ins)", "metadata hook")
         CHK.equal(builtins, [], "built-in rows")
         expect_calls(stats, PARITY, "fib", 1973, 1)
     else:
+        want = ("PYPROF_HOOK=eval is not offered on 3.12", "sys.monitoring") if minor == 12 \
+            else ("PYPROF_HOOK=eval needs Python 3.11+", "PyEval_SetProfile")
         CHK.equal(len(lines), 2, "pyprof: lines %s" % lines)
-        CHK.check(lines and "PYPROF_HOOK=eval needs Python 3.11+" in lines[0]
-                  and "using the profile hook" in lines[0], "fallback line: %r" % lines[:1])
-        CHK.equal(meta.get("hook"), "PyEval_SetProfile", "metadata hook")
+        CHK.check(lines and want[0] in lines[0], "fallback line: %r" % lines[:1])
+        CHK.equal(meta.get("hook"), want[1], "metadata hook")
         CHK.check(len(builtins) > 0, "no built-in rows with the default hook")
+
+    CHK.section = "deep recursion"
+    if minor < 11:  # no inlined calls there: the plain run itself overflows
+        CHK.note("deep recursion: not applicable before 3.11")
+        return
+    deep = os.path.join(WORKLOADS, "eval_deep.py")
+    plain = run([py, deep, "60000"], wd)
+    CHK.equal(plain.out.strip(), b"60000", "plain run (premise)")
+    path = os.path.join(wd, "deep.prof")
+    res = run([py, deep, "60000"], wd, lib=lib,
+              env={"PYPROF_OUT": path, "PYPROF_HOOK": "eval", "PYPROF_QUIET": "1"})
+    check_same_output(plain, res, "deep recursion", compare_stderr=False)
+    lines = pyprof_lines(res.err)
+    if used:
+        CHK.check(len(lines) == 1 and "so deep in recursion" in lines[0],
+                  "want one line saying the hook stopped: %s" % lines)
+    CHK.check(os.path.exists(path), "no %s" % path)
 
 
 SCENARIOS = {
