@@ -24,16 +24,16 @@
  *
  * Deep recursion: with an evaluation function set, the interpreter does
  * not inline Python-to-Python calls, so each nested call takes C stack (as
- * before 3.11) and, on 3.12+, counts against the C recursion limit. On
- * 3.12 that limit (1500, two per call) would make recursion past ~750
- * frames fail: not offered there. On 3.11 and 3.13 the default recursion
- * limit is far from it, but a program that raises sys.setrecursionlimit
- * and goes deep could run out of C stack (3.11, ~15 000 frames) or of C
- * recursion budget (3.13, ~5 000 frames) where it would not unprofiled. So
- * the hook watches the thread's headroom and, when it gets low, puts the
- * default evaluator back for good and says so: calls are inlined again,
- * the program runs as it would without us, and the profile covers the run
- * until then.
+ * before 3.11) and, on 3.12+, counts against the C recursion limit (two
+ * units per call). Unguarded, recursion would fail earlier than it does
+ * unprofiled: past ~750 frames on 3.12 (limit 1500, below the default
+ * recursion limit of 1000), past ~5 000 on 3.13 (limit 10000) and at
+ * ~15 000 on 3.11 (the C stack), the last two only for programs that
+ * raise sys.setrecursionlimit. So the hook watches the thread's headroom
+ * and, when it gets low, puts the default evaluator back for good and
+ * says so: calls are inlined again, the program runs as it would without
+ * us, and the profile covers the run until then. On 3.12 that happens at
+ * about 500 nested Python calls.
  *
  * There is one evaluation function per interpreter: if another tool
  * (a debugger's frame evaluator) already set one, we leave it and fall
@@ -64,18 +64,20 @@ static int gave_up;             /* headroom ran low: never installed again */
 static __thread char *stack_floor; /* 3.11: lowest usable stack address */
 static __thread int stack_known;   /* stack_floor was looked up */
 
-/* 3.13: PyThreadState.c_recursion_remaining (int; Include/cpython/
- * pystate.h of 3.13). Its limit is 10000 on Linux release builds. */
-#define TS_C_RECURSION_REMAINING_OFF 52
-#define C_RECURSION_HEADROOM 2000
+/* 3.12+: PyThreadState.c_recursion_remaining (int; Include/cpython/
+ * pystate.h): at 36 in 3.12 (limit 1500), at 52 in 3.13 (limit 10000 on
+ * Linux release builds). We stop with a third of it left on 3.12 and a
+ * fifth on 3.13. */
+#define TS_C_RECURSION_REMAINING_OFF(minor) ((minor) == 12 ? 36 : 52)
+#define C_RECURSION_HEADROOM(minor) ((minor) == 12 ? 500 : 2000)
 #define STACK_HEADROOM (1024 * 1024)
 
 /* Whether this thread is close to where the non-inlined calls could make
  * the program fail (see the top). Hot path: one compare. */
 static inline int low_headroom(void *ts) {
-  if (py.minor >= 13)
-    return *(int *)((char *)ts + TS_C_RECURSION_REMAINING_OFF) <
-           C_RECURSION_HEADROOM;
+  if (py.minor >= 12)
+    return *(int *)((char *)ts + TS_C_RECURSION_REMAINING_OFF(py.minor)) <
+           C_RECURSION_HEADROOM(py.minor);
   if (__builtin_expect(!stack_known, 0)) {
     stack_known = 1;
     pthread_attr_t a;
@@ -164,12 +166,6 @@ int pyprof_eval_init(void) {
   if (py.minor < 11) {
     pyprof_say("PYPROF_HOOK=eval needs Python 3.11+ (older versions have no "
                "tracing-mode slowdown to avoid); using the profile hook");
-    return -1;
-  }
-  if (py.minor == 12) {
-    pyprof_say("PYPROF_HOOK=eval is not offered on 3.12 (its C recursion "
-               "limit would stop recursion past ~750 frames); using "
-               "sys.monitoring");
     return -1;
   }
   *(void **)&default_eval = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");

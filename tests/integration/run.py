@@ -863,12 +863,11 @@ def scenario_embed(py, lib, wd):
 # ---------------------------------------------------------------------------
 
 def scenario_evalhook(py, lib, wd):
-    """PYPROF_HOOK=eval on the parity workload.  3.11 and 3.13: exactly one
-    pyprof: line (the 'wrote' one), metadata hook 'eval (PEP 523; no
-    built-ins)', no built-in rows, fib nc 1973 cc 1.  3.12: one more line
-    saying it is not offered there, metadata hook sys.monitoring.  3.8-3.10:
-    one more line saying it needs 3.11+, metadata hook PyEval_SetProfile.
-    Built-in rows present in both fallbacks; the program's output as
+    """PYPROF_HOOK=eval on the parity workload.  3.11+: exactly one pyprof:
+    line (the 'wrote' one), metadata hook 'eval (PEP 523; no built-ins)', no
+    built-in rows, fib nc 1973 cc 1.  3.8-3.10: one more line saying it
+    needs 3.11+, metadata hook PyEval_SetProfile, built-in rows present;
+    the program's output as
     without the library in every case.  Then (3.11+) eval_deep.py 60000 (recursion
     with a raised limit, far past the C stack or C recursion budget that
     non-inlined calls would need): same stdout and exit status as
@@ -886,15 +885,14 @@ def scenario_evalhook(py, lib, wd):
     lines = pyprof_lines(res.err)
     minor = int(python_query(py, "import sys; print(sys.version_info[1])"))
     builtins = [k for k in stats if k[0] == "~"]
-    used = minor in (11, 13)
+    used = minor >= 11
     if used:
         CHK.equal(len(lines), 1, "pyprof: lines %s" % lines)
         CHK.equal(meta.get("hook"), "eval (PEP 523; no built-ins)", "metadata hook")
         CHK.equal(builtins, [], "built-in rows")
         expect_calls(stats, PARITY, "fib", 1973, 1)
     else:
-        want = ("PYPROF_HOOK=eval is not offered on 3.12", "sys.monitoring") if minor == 12 \
-            else ("PYPROF_HOOK=eval needs Python 3.11+", "PyEval_SetProfile")
+        want = ("PYPROF_HOOK=eval needs Python 3.11+", "PyEval_SetProfile")
         CHK.equal(len(lines), 2, "pyprof: lines %s" % lines)
         CHK.check(lines and want[0] in lines[0], "fallback line: %r" % lines[:1])
         CHK.equal(meta.get("hook"), want[1], "metadata hook")
