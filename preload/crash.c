@@ -33,6 +33,7 @@
  * without the GIL, so it works while a thread holds it in a long C call.
  */
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -43,6 +44,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #if __has_include(<libunwind.h>)
@@ -65,28 +67,17 @@ static volatile int crashing;                /* set by the first fault */
 typedef struct rep {
   char buf[2048];
   size_t n;
-  int fd[2];     /* stderr and the report file (-1 if none) */
-  char *mem;     /* or, when set, into this memory (fd ignored) */
-  size_t mem_cap, mem_len;
+  int fd[2]; /* stderr and the report file (-1 if none) */
 } rep;
 
 static void rep_init(rep *r, int fd0, int fd1) {
   r->n = 0;
   r->fd[0] = fd0;
   r->fd[1] = fd1;
-  r->mem = NULL;
-  r->mem_cap = r->mem_len = 0;
 }
 
 /* Async-signal-safe. */
 static void rep_flush(rep *r) {
-  if (r->mem) { /* what does not fit is dropped */
-    size_t k = r->mem_cap - r->mem_len < r->n ? r->mem_cap - r->mem_len : r->n;
-    memcpy(r->mem + r->mem_len, r->buf, k);
-    r->mem_len += k;
-    r->n = 0;
-    return;
-  }
   for (int i = 0; i < 2; i++) {
     size_t off = 0;
     while (r->fd[i] >= 0 && off < r->n) {
@@ -248,8 +239,12 @@ static void python_stack(rep *r, const pyprof_thread *live) {
   }
 }
 
-/* All threads' Python stacks; `self` is marked. Async-signal-safe. */
-static void python_stacks(rep *r, const pyprof_thread *self,
+/* All threads' Python stacks; `self` is marked. Async-signal-safe. The
+ * thread list is walked without its lock (a signal handler cannot take
+ * it): threads are only ever added at the head and never freed, so a
+ * racing insert at worst hides the newest thread. Not instrumented under
+ * TSan, which would report those intended races. */
+__attribute__((no_sanitize("thread"))) static void python_stacks(rep *r, const pyprof_thread *self,
                           const char *self_note) {
   for (const pyprof_thread *t = pyprof_threads_head(); t; t = t->next) {
     if (t->retired) continue;
@@ -284,8 +279,16 @@ void pyprof_crash_load_unwinder(void) {
   *(void **)&unw_reg = dlsym(h, "_ULx86_64_get_reg");
   *(void **)&unw_name = dlsym(h, "_ULx86_64_get_proc_name");
   *(void **)&unw_info = dlsym(h, "_ULx86_64_get_proc_info");
-  if (!unw_init2 || !unw_step_ || !unw_reg || !unw_name || !unw_info)
+  if (!unw_init2 || !unw_step_ || !unw_reg || !unw_name || !unw_info) {
     unw_init2 = NULL;
+    return;
+  }
+  /* One unwind here, so that libunwind sets itself up now, in this
+   * thread, and not in a signal handler. */
+  ucontext_t uc;
+  unw_cursor_t cur;
+  if (getcontext(&uc) == 0 && unw_init2(&cur, (unw_context_t *)&uc, 0) == 0)
+    unw_step_(&cur);
 }
 
 /* Native frames from the signal context. Written defensively (see top). */
@@ -346,42 +349,81 @@ static void native_stack(rep *r, void *uc) {
 #define PYPROF_UNWIND_SIGNAL (SIGRTMAX - 2)
 #ifdef HAVE_LIBUNWIND
 #define NUSLOTS 128
-#define USLOT_TEXT 6144
+#define USLOT_FRAMES 64
 enum { US_FREE, US_PENDING, US_RUNNING, US_DONE, US_ABANDONED };
 typedef struct uslot {
   int state;  /* US_*, atomic */
-  pid_t tid;  /* the thread asked */
-  size_t len; /* of text, once US_DONE */
-  char text[USLOT_TEXT];
+  pid_t tid;  /* the thread asked (atomic) */
+  int nips;   /* frames in ips, once US_DONE */
+  uint64_t ips[USLOT_FRAMES];
 } uslot;
 static uslot *uslots;      /* mmap'd at the first request */
 static int unwind_busy;    /* a request is under way (atomic) */
 static int unwind_handler; /* 1 installed, -1 the signal is the program's */
 
-/* The handler in the asked thread. Written defensively (libunwind, dladdr:
- * see the top of the file); everything else async-signal-safe. */
+/* The handler in the asked thread: only walks its stack and records the
+ * return addresses. libunwind's local stepping is meant for signal
+ * handlers; naming a frame is not (libunwind's get_proc_name allocates,
+ * dladdr takes the loader's lock), and this thread may have been stopped
+ * inside malloc or the loader, so names are found by the requester. */
 static void on_unwind(int sig, siginfo_t *si, void *uc) {
   (void)sig;
   int saved = errno;
   pid_t me = (pid_t)syscall(SYS_gettid);
-  if (uslots && si && si->si_code == SI_TKILL && si->si_pid == getpid())
+  uslot *slots = __atomic_load_n(&uslots, __ATOMIC_ACQUIRE);
+  if (slots && unw_init2 && si && si->si_code == SI_TKILL &&
+      si->si_pid == getpid())
     for (int i = 0; i < NUSLOTS; i++) {
       int want = US_PENDING;
-      if (uslots[i].tid != me ||
-          !__atomic_compare_exchange_n(&uslots[i].state, &want, US_RUNNING, 0,
+      if (__atomic_load_n(&slots[i].tid, __ATOMIC_RELAXED) != me ||
+          !__atomic_compare_exchange_n(&slots[i].state, &want, US_RUNNING, 0,
                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         continue;
-      rep r;
-      rep_init(&r, -1, -1);
-      r.mem = uslots[i].text;
-      r.mem_cap = USLOT_TEXT;
-      native_stack(&r, uc);
-      rep_flush(&r);
-      uslots[i].len = r.mem_len;
-      __atomic_store_n(&uslots[i].state, US_DONE, __ATOMIC_RELEASE);
+      unw_cursor_t cur;
+      int n = 0;
+      if (unw_init2(&cur, (unw_context_t *)uc, 1 /* signal frame */) == 0)
+        do {
+          unw_word_t ip = 0;
+          unw_reg(&cur, UNW_REG_IP, &ip);
+          slots[i].ips[n++] = ip;
+        } while (n < USLOT_FRAMES && unw_step_(&cur) > 0);
+      slots[i].nips = n;
+      __atomic_store_n(&slots[i].state, US_DONE, __ATOMIC_RELEASE);
       break;
     }
   errno = saved;
+}
+
+/* Writes frames from their addresses: "#n ip symbol+off in library". A
+ * symbol is named only when the address lies inside it (dladdr1 with the
+ * symbol's size), so functions without an exported symbol show none.
+ * From the requester: dladdr takes the loader's lock (see the top). */
+static void format_ips(rep *r, const uint64_t *ips, int n) {
+  for (int k = 0; k < n; k++) {
+    uint64_t ip = ips[k];
+    /* a return address may be just past its call: look up the call */
+    uint64_t at = k > 0 && ip > 0 ? ip - 1 : ip;
+    rep_s(r, "    #");
+    rep_num(r, (uint64_t)k, 0);
+    rep_s(r, " ");
+    rep_num(r, ip, 1);
+    Dl_info di;
+    const ElfW(Sym) *sym = NULL;
+    if (dladdr1((void *)(uintptr_t)at, &di, (void **)&sym, RTLD_DL_SYMENT)) {
+      uint64_t start = (uint64_t)(uintptr_t)di.dli_saddr;
+      if (di.dli_sname && sym && start <= at && at < start + sym->st_size) {
+        rep_s(r, " ");
+        rep_s(r, di.dli_sname);
+        rep_s(r, "+");
+        rep_num(r, ip - start, 1);
+      }
+      if (di.dli_fname) {
+        rep_s(r, " in ");
+        rep_s(r, di.dli_fname);
+      }
+    }
+    rep_s(r, "\n");
+  }
 }
 
 /* Installs on_unwind if the signal is free. Async-signal-safe. */
@@ -460,7 +502,7 @@ static void native_stacks_of_others(rep *r, int wait_ms) {
       rep_s(r, "  (no memory)\n");
       goto out;
     }
-    uslots = m;
+    __atomic_store_n(&uslots, (uslot *)m, __ATOMIC_RELEASE);
   }
   pid_t tids[NUSLOTS];
   int asked[NUSLOTS]; /* slot of tids[i], -1 if not asked */
@@ -478,8 +520,8 @@ static void native_stacks_of_others(rep *r, int wait_ms) {
     }
     if (next_slot == NUSLOTS) break;
     uslot *u = &uslots[next_slot];
-    u->tid = tids[i];
-    u->len = 0;
+    __atomic_store_n(&u->tid, tids[i], __ATOMIC_RELAXED);
+    u->nips = 0;
     __atomic_store_n(&u->state, US_PENDING, __ATOMIC_RELEASE);
     if (syscall(SYS_tgkill, pid, tids[i], PYPROF_UNWIND_SIGNAL) == 0)
       asked[i] = next_slot++;
@@ -522,15 +564,8 @@ static void native_stacks_of_others(rep *r, int wait_ms) {
       rep_s(r, "    (still unwinding when we stopped waiting)\n");
       continue;
     }
+    format_ips(r, u->ips, u->nips < USLOT_FRAMES ? u->nips : USLOT_FRAMES);
     rep_flush(r);
-    size_t len = u->len < USLOT_TEXT ? u->len : USLOT_TEXT;
-    for (size_t off = 0; off < len;) {
-      size_t k = len - off < sizeof r->buf ? len - off : sizeof r->buf;
-      memcpy(r->buf, u->text + off, k);
-      r->n = k;
-      rep_flush(r);
-      off += k;
-    }
     __atomic_store_n(&u->state, US_FREE, __ATOMIC_RELEASE);
   }
   if (!shown) rep_s(r, "  (none)\n");

@@ -161,7 +161,8 @@ static void dump(int skip_empty, int snapshot) {
     pyprof_say("output path too long; no profile written");
     goto out_snap;
   }
-  dump_seq++;
+  __atomic_store_n(&dump_seq, dump_seq + 1, __ATOMIC_RELAXED); /* read
+                                                   by signal handlers */
   if (pyprof_write_atomic(path, b.data, b.len) < 0)
     pyprof_say("cannot write %s: %s", path,
                errno == EINVAL ? "not a regular file" : strerror(errno));
@@ -183,7 +184,8 @@ void pyprof_dump(void) {
 
 /* Async-signal-safe: template expansion only. */
 int pyprof_output_path(char *buf, size_t len) {
-  return pyprof_template_expand(out_tmpl, (long)getpid(), dump_seq,
+  return pyprof_template_expand(out_tmpl, (long)getpid(),
+                                __atomic_load_n(&dump_seq, __ATOMIC_RELAXED),
                                 (long)time(NULL), buf, len);
 }
 

@@ -360,6 +360,19 @@ def compile_cthread(py, wd):
 WORKLOADS = None  # set from --src
 
 
+def check_stacks(sdir):
+    """The storm asked for native stacks twice: a stacks file exists, with
+    both parts (the library's dumper writes one per request, atomically)."""
+    found = sorted(glob.glob(os.path.join(sdir, "storm-*.prof.stacks.txt")))
+    if not FAIL.check(found, "storm: no stacks file in %s" % sdir):
+        return
+    with open(found[-1], errors="replace") as f:
+        text = f.read()
+    FAIL.check(text.startswith("Python stacks of process ") and
+               "\nNative stacks (innermost first):\n" in text and text.endswith("\n"),
+               "storm: stacks file %s is incomplete:\n%s" % (found[-1], text[:2000]))
+
+
 def cmd_preload(a):
     global WORKLOADS
     src = os.path.abspath(a.src)
@@ -446,7 +459,7 @@ def cmd_preload(a):
 
     # storm: snapshots by signal while threads run, start and end
     sdir = fresh_dir(os.path.join(wd, "storm"))
-    res = pair([os.path.join(HERE, "storm_workload.py")], "storm", {},
+    res = pair([os.path.join(HERE, "storm_workload.py")], "storm", {"STORM_STACKS": "1"},
                os.path.join(sdir, "storm-%n.prof"), compare_stdout=False)
     files = sorted(glob.glob(os.path.join(sdir, "storm-*.prof")),
                    key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0))
@@ -465,6 +478,7 @@ def cmd_preload(a):
                      {"leaf": 4 * 3000 * 3 + 20 * 10, "rec": (4 * 3000 * 3, 4 * 3000),
                       "burst": 20}, "storm (final file %s)" % os.path.basename(files[-1]))
         note("storm: %d files" % len(files))
+        check_stacks(sdir)
 
 
 # ---------------------------------------------------------------------------

@@ -13,11 +13,20 @@ Exact counts, checked by run.py in the final profile:
   rec    WORKERS * ROUNDS * 3   (rec(2) -> rec(1) -> rec(0): 1 primitive)
   burst  SHORT
 
+With STORM_STACKS=1 (the ASan and TSan runs; not under valgrind, whose
+signal emulation reports errors in futex waits that another thread's
+signal interrupted), live-stack requests (sigqueue of SIGUSR2 with
+libpyprof's native-stacks value, as `pyprof stacks --native` sends) go
+out in the middle of the storm too, so the stack reports (interpreter frames read with
+process_vm_readv, every thread unwinding itself in a signal handler) run
+while threads call, start and end; run.py checks the stacks file.
+
 Signals are only sent when the process catches SIGUSR2 (libpyprof installs
 its handler only if the disposition was the default): without the library,
 or with a library that has no snapshot signal, the workload still runs and
 says so.
 """
+import ctypes
 import os
 import signal
 import sys
@@ -28,6 +37,19 @@ WORKERS = 4
 ROUNDS = 3000
 SHORT = 20
 SNAPSHOTS = 25
+STACKS_AT = (5, 15)             # rounds of the storm that ask for stacks
+STACKS_NATIVE = 0x7079736e      # PYPROF_STACKS_NATIVE in preload/preload.h
+
+
+class SigVal(ctypes.Union):
+    _fields_ = [("sival_int", ctypes.c_int), ("sival_ptr", ctypes.c_void_p)]
+
+
+def ask_stacks():
+    """sigqueue(2) of SIGUSR2 with the native-stacks value."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, SigVal]
+    return libc.sigqueue(os.getpid(), signal.SIGUSR2, SigVal(sival_int=STACKS_NATIVE)) == 0
 
 
 def leaf(i):
@@ -74,7 +96,8 @@ def main():
     for t in workers:
         t.start()
     go.set()
-    sent = 0
+    sent = stacks = 0
+    ask = os.environ.get("STORM_STACKS") == "1"
     short = []
     for k in range(max(SNAPSHOTS, SHORT)):
         if k < SHORT:
@@ -84,11 +107,14 @@ def main():
         if can_signal and k < SNAPSHOTS:
             os.kill(os.getpid(), signal.SIGUSR2)
             sent += 1
+        if can_signal and ask and k in STACKS_AT and ask_stacks():
+            stacks += 1
         time.sleep(0.005)
     for t in workers + short:
         t.join()
-    print("storm workload: %d workers x %d rounds, %d short threads, %d snapshot signals%s"
-          % (WORKERS, ROUNDS, SHORT, sent,
+    print("storm workload: %d workers x %d rounds, %d short threads, %d snapshot signals, "
+          "%d stacks requests%s"
+          % (WORKERS, ROUNDS, SHORT, sent, stacks,
              "" if can_signal else " (SIGUSR2 not caught: no snapshots)"))
     sys.stdout.flush()
 
