@@ -33,6 +33,7 @@
  * without the GIL, so it works while a thread holds it in a long C call.
  */
 #include <dlfcn.h>
+#include <elf.h>
 #include <link.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -394,11 +396,83 @@ static void on_unwind(int sig, siginfo_t *si, void *uc) {
   errno = saved;
 }
 
-/* Writes frames from their addresses: "#n ip symbol+off in library". A
- * symbol is named only when the address lies inside it (dladdr1 with the
- * symbol's size), so functions without an exported symbol show none.
- * From the requester: dladdr takes the loader's lock (see the top). */
+/* The function symbol of the object file `path` that contains `addr`,
+ * from its full symbol table (.symtab: static functions too) or, in a
+ * stripped file, its dynamic one. `bias` is what was added to the file's
+ * addresses when it was loaded (0 for a fixed-address executable). Reads
+ * the file with open/mmap: async-signal-safe, and every offset taken from
+ * the file is checked against its size. Returns the name (inside the
+ * mapping, valid until it is unmapped) and sets *start, or NULL. */
+static const char *elf_function(const char *map, size_t size, uint64_t bias,
+                                uint64_t addr, uint64_t *start) {
+  const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)map;
+  if (size < sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_shentsize != sizeof(ElfW(Shdr)) ||
+      eh->e_shoff > size || (size - eh->e_shoff) / sizeof(ElfW(Shdr)) < eh->e_shnum)
+    return NULL;
+  const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(map + eh->e_shoff);
+  for (int want = SHT_SYMTAB; want; want = want == SHT_SYMTAB ? SHT_DYNSYM : 0) {
+    for (unsigned i = 0; i < eh->e_shnum; i++) {
+      if (sh[i].sh_type != (unsigned)want || sh[i].sh_link >= eh->e_shnum ||
+          sh[i].sh_entsize != sizeof(ElfW(Sym)) || sh[i].sh_offset > size ||
+          sh[i].sh_size > size - sh[i].sh_offset)
+        continue;
+      const ElfW(Shdr) *str = &sh[sh[i].sh_link];
+      if (str->sh_offset > size || str->sh_size > size - str->sh_offset) continue;
+      const ElfW(Sym) *sym = (const ElfW(Sym) *)(map + sh[i].sh_offset);
+      size_t nsym = sh[i].sh_size / sizeof *sym;
+      for (size_t k = 0; k < nsym; k++) {
+        if (ELF64_ST_TYPE(sym[k].st_info) != STT_FUNC || !sym[k].st_size ||
+            sym[k].st_shndx == SHN_UNDEF || sym[k].st_name >= str->sh_size)
+          continue;
+        uint64_t lo = sym[k].st_value + bias;
+        if (addr < lo || addr - lo >= sym[k].st_size) continue;
+        const char *name = map + str->sh_offset + sym[k].st_name;
+        if (!memchr(name, 0, str->sh_size - sym[k].st_name)) continue;
+        *start = lo;
+        return name;
+      }
+    }
+    if (want == SHT_DYNSYM) break;
+  }
+  return NULL;
+}
+
+/* Object files mapped during one report, so each is opened once. */
+typedef struct elf_map {
+  const char *path; /* dli_fname (the loader's string) */
+  const char *map;  /* MAP_FAILED: could not be read */
+  size_t size;
+} elf_map;
+#define ELF_MAPS 16
+
+static const elf_map *elf_open(elf_map *maps, int *n, const char *path) {
+  for (int i = 0; i < *n; i++)
+    if (maps[i].path == path || strcmp(maps[i].path, path) == 0) return &maps[i];
+  if (*n == ELF_MAPS) return NULL;
+  elf_map *m = &maps[(*n)++];
+  m->path = path;
+  m->map = MAP_FAILED;
+  m->size = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0) {
+    m->size = (size_t)st.st_size;
+    m->map = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+  }
+  if (fd >= 0) close(fd);
+  return m;
+}
+
+/* Writes frames from their addresses: "#n ip symbol+off in library". The
+ * library comes from dladdr1; the symbol from the library's file (its full
+ * symbol table where it has one), else from the loaded dynamic symbols, in
+ * both cases only a function that really contains the address. From the
+ * requester: dladdr takes the loader's lock (see the top); the files are
+ * read with open/mmap. */
 static void format_ips(rep *r, const uint64_t *ips, int n) {
+  elf_map maps[ELF_MAPS];
+  int nmaps = 0;
   for (int k = 0; k < n; k++) {
     uint64_t ip = ips[k];
     /* a return address may be just past its call: look up the call */
@@ -410,10 +484,23 @@ static void format_ips(rep *r, const uint64_t *ips, int n) {
     Dl_info di;
     const ElfW(Sym) *sym = NULL;
     if (dladdr1((void *)(uintptr_t)at, &di, (void **)&sym, RTLD_DL_SYMENT)) {
-      uint64_t start = (uint64_t)(uintptr_t)di.dli_saddr;
-      if (di.dli_sname && sym && start <= at && at < start + sym->st_size) {
+      const char *name = NULL;
+      uint64_t start = 0;
+      const elf_map *m = di.dli_fname && di.dli_fname[0] == '/'
+                             ? elf_open(maps, &nmaps, di.dli_fname) : NULL;
+      if (m && m->map != MAP_FAILED) {
+        const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)m->map;
+        uint64_t bias = m->size >= sizeof *eh && eh->e_type == ET_DYN
+                            ? (uint64_t)(uintptr_t)di.dli_fbase : 0;
+        name = elf_function(m->map, m->size, bias, at, &start);
+      }
+      if (!name && di.dli_sname && sym) {
+        start = (uint64_t)(uintptr_t)di.dli_saddr;
+        if (start <= at && at < start + sym->st_size) name = di.dli_sname;
+      }
+      if (name) {
         rep_s(r, " ");
-        rep_s(r, di.dli_sname);
+        rep_s(r, name);
         rep_s(r, "+");
         rep_num(r, ip - start, 1);
       }
@@ -424,6 +511,8 @@ static void format_ips(rep *r, const uint64_t *ips, int n) {
     }
     rep_s(r, "\n");
   }
+  for (int i = 0; i < nmaps; i++)
+    if (maps[i].map != MAP_FAILED) munmap((void *)maps[i].map, maps[i].size);
 }
 
 /* Installs on_unwind if the signal is free. Async-signal-safe. */

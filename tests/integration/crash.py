@@ -1036,7 +1036,7 @@ def scenario_stacks(py, lib, wd):
             with open(spath) as f:
                 text = f.read()
             CHK.equal(cli.stdout.decode(errors="replace"), text, "printed vs the file")
-            check_live_stacks(text, p.pid, native=True)
+            check_live_stacks(text, p.pid, native=True, symtab=has_symtab(py))
 
     CHK.section = "end"
     released, _ = p.expect("spun", 10)
@@ -1057,12 +1057,27 @@ def scenario_stacks(py, lib, wd):
     check_prof(prof, {"sleeper": 1, "spinner": 1, "blocker": 1, "holder": 1, "main": 1}, res=res)
 
 
-def check_live_stacks(text, pid, native=False):
+def has_symtab(py):
+    """Whether the interpreter's time.sleep is in an object file with a full
+    symbol table (the pyenv builds' libpython; Debian's binary is stripped),
+    so that a report can name static functions such as time_sleep."""
+    lib = R.python_query(py, "import sysconfig, os; d = sysconfig.get_config_var('LIBDIR'); "
+                         "n = sysconfig.get_config_var('INSTSONAME') or ''; "
+                         "p = os.path.join(d or '', n); print(p if n and os.path.exists(p) else '')")
+    if not lib:
+        return False
+    p = subprocess.run(["readelf", "-S", "-W", lib], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL)
+    return p.returncode == 0 and b" .symtab " in p.stdout
+
+
+def check_live_stacks(text, pid, native=False, symtab=False):
     """The stacks file of crash_stacks.py while main holds the GIL in C:
     exactly the 4 Python threads with their frames, main's frames at the
     lines they are executing; with `native`, a native stack for each of
     them: main in spin_hold (crash_spin.so), blocker in usleep's
-    nanosleep, sleeper in the C library's sleep."""
+    nanosleep, and, where libpython has a full symbol table, sleeper in
+    time_sleep (a static function: named from the file's .symtab)."""
     threads, nat, problems = parse_stacks(text)
     for pr in problems:
         CHK.fail("stacks file: %s" % pr)
@@ -1097,6 +1112,9 @@ def check_live_stacks(text, pid, native=False):
     CHK.check("spin_hold" in syms.get(pid, []) and "crash_spin.so" in libs.get(pid, []),
               "main thread's native stack has no spin_hold in crash_spin.so: %s" % nat.get(pid))
     for tid, r in role.items():
+        if r == "sleeper" and symtab:  # a static function of libpython
+            CHK.check("time_sleep" in syms[tid],
+                      "sleeper's native stack does not name time_sleep: %s" % nat[tid])
         if r == "blocker":
             CHK.check(any(s in ("usleep", "nanosleep", "clock_nanosleep", "__GI___clock_nanosleep")
                           for s in syms[tid]) or not any(syms[tid]),
