@@ -4,7 +4,6 @@ function call; 3.12 inlines list/dict/set comprehensions (PEP 709), so the
 event mix differs between versions.
 """
 import os
-import time
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 ROUNDS = max(1, int(320 * SCALE))
@@ -44,9 +43,5 @@ def main():
 
 
 if __name__ == "__main__":
-    c0, t0 = time.process_time(), time.perf_counter()
-    check = main()
-    t1, c1 = time.perf_counter(), time.process_time()
-    print("BENCH_CHECK", check)
-    print("BENCH_ELAPSED %.6f" % (t1 - t0))
-    print("BENCH_CPU %.6f" % (c1 - c0))
+    import _timing
+    _timing.run(main)

@@ -12,7 +12,6 @@ therefore entered rarely; the frequent recursion stays under ~100 frames.
 """
 import os
 import sys
-import time
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 REPS = max(1, int(180 * SCALE))
@@ -65,9 +64,5 @@ def main():
 
 
 if __name__ == "__main__":
-    c0, t0 = time.process_time(), time.perf_counter()
-    check = main()
-    t1, c1 = time.perf_counter(), time.process_time()
-    print("BENCH_CHECK", check)
-    print("BENCH_ELAPSED %.6f" % (t1 - t0))
-    print("BENCH_CPU %.6f" % (c1 - c0))
+    import _timing
+    _timing.run(main)

@@ -5,7 +5,6 @@ separate shadow stack for a profiler that covers threads.
 import os
 import queue
 import threading
-import time
 
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 THREADS = 8
@@ -56,9 +55,5 @@ def main():
 
 
 if __name__ == "__main__":
-    c0, t0 = time.process_time(), time.perf_counter()
-    check = main()
-    t1, c1 = time.perf_counter(), time.process_time()
-    print("BENCH_CHECK", check)
-    print("BENCH_ELAPSED %.6f" % (t1 - t0))
-    print("BENCH_CPU %.6f" % (c1 - c0))
+    import _timing
+    _timing.run(main)
