@@ -24,14 +24,12 @@ import argparse
 import ctypes
 import os
 import pstats
-import queue
 import re
 import resource
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,20 +68,9 @@ def child_limits(stack=False):
     return fn
 
 
-def env_for(lib, env):
-    full = R.base_env()
-    extra = dict(env or {})
-    if lib:
-        extra["LD_PRELOAD"] = lib
-        if R.HOOK:
-            extra.setdefault("PYPROF_HOOK", R.HOOK)
-    full.update(extra)
-    return full, extra
-
-
 def run(argv, cwd, lib=None, env=None, stack=False, timeout=20):
     """Like run.run, with no core dumps (and a finite stack if asked)."""
-    full, extra = env_for(lib, env)
+    full, extra = R.env_for(lib, env)
     t0 = time.time()
     proc = subprocess.Popen(argv, cwd=cwd, env=full, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -100,90 +87,12 @@ def run(argv, cwd, lib=None, env=None, stack=False, timeout=20):
     return res
 
 
-PROCS = []
+def Proc(argv, cwd, lib=None, env=None):
+    """run.Proc with no core dumps."""
+    return R.Proc(argv, cwd, lib=lib, env=env, preexec_fn=child_limits())
 
 
-class Proc:
-    """A child whose stdout is read line by line while it runs."""
-
-    def __init__(self, argv, cwd, lib=None, env=None):
-        full, self.extra = env_for(lib, env)
-        self.argv = argv
-        self.p = subprocess.Popen(argv, cwd=cwd, env=full, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  preexec_fn=child_limits())
-        self.pid = self.p.pid
-        PROCS.append(self)
-        self.lines = queue.Queue()
-        self.out, self.err = [], []
-        self.t_out = threading.Thread(target=self._read_out, daemon=True)
-        self.t_err = threading.Thread(target=self._read_err, daemon=True)
-        self.t_out.start()
-        self.t_err.start()
-
-    def _read_out(self):
-        for line in iter(self.p.stdout.readline, b""):
-            self.out.append(line)
-            self.lines.put((time.time(), line.decode(errors="replace").rstrip("\n")))
-        self.lines.put((time.time(), None))
-
-    def _read_err(self):
-        for chunk in iter(lambda: self.p.stderr.read1(65536), b""):
-            self.err.append(chunk)
-
-    def expect(self, prefix, timeout=10):
-        """(time read, line) of the next stdout line starting with prefix."""
-        deadline = time.time() + timeout
-        while True:
-            try:
-                t, line = self.lines.get(timeout=max(deadline - time.time(), 0.001))
-            except queue.Empty:
-                raise Fatal("waited %.0fs for a line starting %r from %s (still running)"
-                            % (timeout, prefix, " ".join(self.argv)))
-            if line is None:
-                self.p.wait()
-                self.t_err.join(5)
-                raise Fatal("no line starting %r: %s" % (prefix, self.result().describe()))
-            if line.startswith(prefix):
-                return t, line
-
-    def finish(self, timeout=20):
-        try:
-            self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-            self.t_out.join(5)
-            self.t_err.join(5)
-            raise Fatal("still running after %ss: %s" % (timeout, self.result().describe()))
-        self.t_out.join(10)
-        self.t_err.join(10)
-        return self.result()
-
-    def result(self):
-        return R.Result(self.argv, self.pid, self.p.returncode, b"".join(self.out),
-                        b"".join(self.err), self.extra)
-
-
-def kill_leftovers():
-    for p in PROCS:
-        if p.p.poll() is None:
-            try:
-                p.p.kill()
-                p.p.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-
-
-def wait_file(path, timeout):
-    """Time at which path exists (polled every 2 ms), or None."""
-    deadline = time.time() + timeout
-    while True:
-        if os.path.exists(path):
-            return time.time()
-        if time.time() > deadline:
-            return None
-        time.sleep(0.002)
+kill_leftovers, wait_file = R.kill_leftovers, R.wait_file
 
 
 def sigqueue(pid, sig, value):
@@ -1039,7 +948,7 @@ def scenario_stacks(py, lib, wd):
             check_live_stacks(text, p.pid, native=True, symtab=has_symtab(py))
 
     CHK.section = "end"
-    released, _ = p.expect("spun", 10)
+    released, _ = p.expect_timed("spun", 10)
     if t1 is not None:
         CHK.check(t1 < released, "stacks file appeared %.3f s after the C call holding the "
                   "GIL ended: it waited for the GIL" % (t1 - released))
@@ -1141,7 +1050,7 @@ def scenario_native_edge(py, lib, wd):
         prof = os.path.join(out, "edge.prof")
         spath = prof + ".stacks.txt"
         p = Proc([py, W("crash_native_edge.py"), mode], wd, lib=lib, env={"PYPROF_OUT": prof})
-        _, line = p.expect("ready", 15)
+        line = p.expect("ready", 15)
         blocked_tid = int(line.split()[1])
         t0 = time.time()
         sigqueue(p.pid, signal.SIGUSR2, STACKS_NATIVE)

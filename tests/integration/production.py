@@ -28,7 +28,6 @@ import argparse
 import io
 import marshal
 import os
-import queue
 import re
 import resource
 import shutil
@@ -36,7 +35,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,107 +53,9 @@ def W(name):
 
 
 # ---------------------------------------------------------------------------
-# Processes the test talks to while they run
+# Processes the test talks to while they run: run.Proc
 
-PROCS = []  # every Proc started, killed at the end if still alive
-
-
-class Proc:
-    """A child with its stdout read line by line (for "ready" markers) and
-    its stderr collected, so the test can signal it while it runs."""
-
-    def __init__(self, argv, cwd, lib=None, env=None, preexec_fn=None):
-        full = R.base_env()
-        self.extra = dict(env or {})
-        if lib:
-            self.extra["LD_PRELOAD"] = lib
-            if R.HOOK:
-                self.extra.setdefault("PYPROF_HOOK", R.HOOK)
-        full.update(self.extra)
-        self.argv = argv
-        self.p = subprocess.Popen(argv, cwd=cwd, env=full, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  preexec_fn=preexec_fn)
-        self.pid = self.p.pid
-        PROCS.append(self)
-        self.lines = queue.Queue()
-        self.out = []
-        self.err = []
-        self.t_out = threading.Thread(target=self._read_out, daemon=True)
-        self.t_err = threading.Thread(target=self._read_err, daemon=True)
-        self.t_out.start()
-        self.t_err.start()
-
-    def _read_out(self):
-        for line in iter(self.p.stdout.readline, b""):
-            self.out.append(line)
-            self.lines.put(line.decode(errors="replace").rstrip("\n"))
-        self.lines.put(None)
-
-    def _read_err(self):
-        for chunk in iter(lambda: self.p.stderr.read1(65536), b""):
-            self.err.append(chunk)
-
-    def expect(self, prefix, timeout=10):
-        """The next stdout line starting with prefix (earlier lines skipped)."""
-        deadline = time.time() + timeout
-        while True:
-            left = deadline - time.time()
-            try:
-                line = self.lines.get(timeout=max(left, 0.001))
-            except queue.Empty:
-                line = "timeout"
-            if line == "timeout" or line is None:
-                if line is None:
-                    self.p.wait()
-                    self.t_err.join(5)
-                res = self.result() if line is None else None
-                raise Fatal("waited %.0fs for a line starting %r from %s; %s"
-                            % (timeout, prefix, " ".join(self.argv),
-                               res.describe() if res else "it is still running"))
-            if line.startswith(prefix):
-                return line
-
-    def signal(self, sig):
-        os.kill(self.pid, sig)
-
-    def finish(self, timeout=20):
-        try:
-            self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-            self.t_out.join(5)
-            self.t_err.join(5)
-            raise Fatal("still running after %ss: %s" % (timeout, self.result().describe()))
-        self.t_out.join(10)
-        self.t_err.join(10)
-        return self.result()
-
-    def result(self):
-        return R.Result(self.argv, self.pid, self.p.returncode, b"".join(self.out),
-                        b"".join(self.err), self.extra)
-
-
-def kill_leftovers():
-    for p in PROCS:
-        if p.p.poll() is None:
-            try:
-                p.p.kill()
-                p.p.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-
-
-def wait_file(path, timeout):
-    """Time at which path exists (polled every 2 ms), or None."""
-    deadline = time.time() + timeout
-    while True:
-        if os.path.exists(path):
-            return time.time()
-        if time.time() > deadline:
-            return None
-        time.sleep(0.002)
+Proc, kill_leftovers, wait_file = R.Proc, R.kill_leftovers, R.wait_file
 
 
 def touch(path):

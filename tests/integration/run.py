@@ -23,12 +23,14 @@ import glob
 import io
 import marshal
 import os
+import queue
 import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -120,8 +122,9 @@ def base_env():
 HOOK = None
 
 
-def run(argv, cwd, lib=None, env=None, stdin=b"", timeout=CHILD_TIMEOUT):
-    """Run argv in cwd, with `lib` preloaded if given, `env` added."""
+def env_for(lib, env):
+    """(full environment, what was added to the clean one): `env`, and with
+    `lib` also LD_PRELOAD and the --hook in use."""
     full = base_env()
     extra = dict(env or {})
     if lib:
@@ -129,6 +132,12 @@ def run(argv, cwd, lib=None, env=None, stdin=b"", timeout=CHILD_TIMEOUT):
         if HOOK:
             extra.setdefault("PYPROF_HOOK", HOOK)
     full.update(extra)
+    return full, extra
+
+
+def run(argv, cwd, lib=None, env=None, stdin=b"", timeout=CHILD_TIMEOUT):
+    """Run argv in cwd, with `lib` preloaded if given, `env` added."""
+    full, extra = env_for(lib, env)
     proc = subprocess.Popen(argv, cwd=cwd, env=full, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -139,6 +148,105 @@ def run(argv, cwd, lib=None, env=None, stdin=b"", timeout=CHILD_TIMEOUT):
         res = Result(argv, proc.pid, "timeout", out, err, extra)
         raise Fatal("timed out after %ss: %s" % (timeout, res.describe()))
     return Result(argv, proc.pid, proc.returncode, out, err, extra)
+
+
+# Processes the test talks to while they run (production.py, crash.py)
+
+PROCS = []  # every Proc started, killed at the end if still alive
+
+
+class Proc:
+    """A child with its stdout read line by line (for "ready" markers) and
+    its stderr collected, so the test can signal it while it runs."""
+
+    def __init__(self, argv, cwd, lib=None, env=None, preexec_fn=None):
+        full, self.extra = env_for(lib, env)
+        self.argv = argv
+        self.p = subprocess.Popen(argv, cwd=cwd, env=full, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  preexec_fn=preexec_fn)
+        self.pid = self.p.pid
+        PROCS.append(self)
+        self.lines = queue.Queue()  # (time read, line); (time, None) at the end
+        self.out = []
+        self.err = []
+        self.t_out = threading.Thread(target=self._read_out, daemon=True)
+        self.t_err = threading.Thread(target=self._read_err, daemon=True)
+        self.t_out.start()
+        self.t_err.start()
+
+    def _read_out(self):
+        for line in iter(self.p.stdout.readline, b""):
+            self.out.append(line)
+            self.lines.put((time.time(), line.decode(errors="replace").rstrip("\n")))
+        self.lines.put((time.time(), None))
+
+    def _read_err(self):
+        for chunk in iter(lambda: self.p.stderr.read1(65536), b""):
+            self.err.append(chunk)
+
+    def expect_timed(self, prefix, timeout=10):
+        """(time read, line) of the next stdout line starting with prefix
+        (earlier lines skipped)."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                t, line = self.lines.get(timeout=max(deadline - time.time(), 0.001))
+            except queue.Empty:
+                raise Fatal("waited %.0fs for a line starting %r from %s; it is still running"
+                            % (timeout, prefix, " ".join(self.argv)))
+            if line is None:
+                self.p.wait()
+                self.t_err.join(5)
+                raise Fatal("waited %.0fs for a line starting %r from %s; %s"
+                            % (timeout, prefix, " ".join(self.argv), self.result().describe()))
+            if line.startswith(prefix):
+                return t, line
+
+    def expect(self, prefix, timeout=10):
+        """The next stdout line starting with prefix (earlier lines skipped)."""
+        return self.expect_timed(prefix, timeout)[1]
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def finish(self, timeout=20):
+        try:
+            self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+            self.t_out.join(5)
+            self.t_err.join(5)
+            raise Fatal("still running after %ss: %s" % (timeout, self.result().describe()))
+        self.t_out.join(10)
+        self.t_err.join(10)
+        return self.result()
+
+    def result(self):
+        return Result(self.argv, self.pid, self.p.returncode, b"".join(self.out),
+                      b"".join(self.err), self.extra)
+
+
+def kill_leftovers():
+    for p in PROCS:
+        if p.p.poll() is None:
+            try:
+                p.p.kill()
+                p.p.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+
+
+def wait_file(path, timeout):
+    """Time at which path exists (polled every 2 ms), or None."""
+    deadline = time.time() + timeout
+    while True:
+        if os.path.exists(path):
+            return time.time()
+        if time.time() > deadline:
+            return None
+        time.sleep(0.002)
 
 
 def pyprof_lines(err):
