@@ -125,12 +125,6 @@ static int creates_generator(void *iframe, PyObject *code) {
   return at == (py.minor >= 13 ? start : start - 2);
 }
 
-/* Slow path: first sight of `code` in this thread. */
-static pyprof_entry *first_sight(pyprof_thread *t, PyObject *code) {
-  pyprof_fid fid = pyprof_name_code(code);
-  return fid == PYPROF_FID_NONE ? NULL : pyprof_insert(t, code, fid);
-}
-
 /* The evaluation function of the main interpreter while profiling. */
 static PyObject *eval_hook(void *ts, void *iframe, int throwflag) {
   pyprof_thread *t;
@@ -145,10 +139,7 @@ static PyObject *eval_hook(void *ts, void *iframe, int throwflag) {
   if (__builtin_expect(creates_generator(iframe, code), 0))
     return default_eval(ts, iframe, throwflag);
   uint64_t now = pyprof_vclock_enter(&t->clock, pyprof_clock_read());
-  pyprof_entry *e = pyprof_lookup(t, code);
-  if (__builtin_expect(!e, 0)) e = first_sight(t, code);
-  if (e) pyprof_enter(t, e, now);
-  else pyprof_enter_lost(t);
+  pyprof_enter_code(t, code, now);
   unsigned gen = pyprof_eval_gen;
   pyprof_vclock_leave(&t->clock);
   PyObject *r = default_eval(ts, iframe, throwflag);

@@ -121,14 +121,6 @@ static inline void check_threads(void) {
     install_all();
 }
 
-/* Slow path of a call: first sight of `key` in this thread. */
-static pyprof_entry *first_sight(pyprof_thread *t, const void *key,
-                                 PyObject *obj, int is_code) {
-  pyprof_fid fid = is_code ? pyprof_name_code(obj) : pyprof_name_cfunc(obj);
-  if (fid == PYPROF_FID_NONE) return NULL;
-  return pyprof_insert(t, key, fid);
-}
-
 static int hook(PyObject *self_, void *frame, int what, PyObject *arg) {
   (void)self_;
   if (__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) return 0;
@@ -136,14 +128,9 @@ static int hook(PyObject *self_, void *frame, int what, PyObject *arg) {
   if (__builtin_expect(!t, 0) && !(t = pyprof_attach())) return 0;
   uint64_t now = pyprof_vclock_enter(&t->clock, pyprof_clock_read());
   switch (what) {
-  case PyTrace_CALL: {
-    void *code = pyprof_frame_code(frame);
-    pyprof_entry *e = pyprof_lookup(t, code);
-    if (__builtin_expect(!e, 0)) e = first_sight(t, code, code, 1);
-    if (e) pyprof_enter(t, e, now);
-    else pyprof_enter_lost(t);
+  case PyTrace_CALL:
+    pyprof_enter_code(t, pyprof_frame_code(frame), now);
     break;
-  }
   case PyTrace_RETURN:
     pyprof_leave(t, now);
     break;
@@ -151,7 +138,8 @@ static int hook(PyObject *self_, void *frame, int what, PyObject *arg) {
     if (!pyprof_is_cfunc(arg)) break;
     const void *key = pyprof_cfunc_key(arg);
     pyprof_entry *e = pyprof_lookup(t, key);
-    if (__builtin_expect(!e, 0)) e = first_sight(t, key, arg, 0);
+    if (__builtin_expect(!e, 0))
+      e = pyprof_insert_named(t, key, pyprof_name_cfunc(arg));
     if (e) pyprof_enter(t, e, now);
     else pyprof_enter_lost(t);
     break;

@@ -66,14 +66,7 @@ static PyObject *on_start(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   pyprof_thread *t;
   if ((__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) || !(t = self_thread())) RETURN_NONE;
   uint64_t now = pyprof_vclock_enter(&t->clock, pyprof_clock_read());
-  PyObject *code = args[0];
-  pyprof_entry *e = pyprof_lookup(t, code);
-  if (__builtin_expect(!e, 0)) {
-    pyprof_fid fid = pyprof_name_code(code);
-    e = fid == PYPROF_FID_NONE ? NULL : pyprof_insert(t, code, fid);
-  }
-  if (e) pyprof_enter(t, e, now);
-  else pyprof_enter_lost(t);
+  pyprof_enter_code(t, args[0], now);
   pyprof_vclock_leave(&t->clock);
   RETURN_NONE;
 }
@@ -147,10 +140,8 @@ static PyObject *on_call(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   if (!(t = self_thread())) RETURN_NONE;
   uint64_t now = pyprof_vclock_enter(&t->clock, pyprof_clock_read());
   pyprof_entry *e = pyprof_lookup(t, key);
-  if (__builtin_expect(!e, 0)) {
-    pyprof_fid fid = name_builtin(args[2], args[3]);
-    e = fid == PYPROF_FID_NONE ? NULL : pyprof_insert(t, key, fid);
-  }
+  if (__builtin_expect(!e, 0))
+    e = pyprof_insert_named(t, key, name_builtin(args[2], args[3]));
   if (e) pyprof_enter(t, e, now);
   else pyprof_enter_lost(t);
   pyprof_vclock_leave(&t->clock);

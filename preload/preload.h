@@ -35,6 +35,27 @@ int pyprof_on_slow(void);
 pyprof_fid pyprof_name_code(PyObject *code);
 pyprof_fid pyprof_name_cfunc(PyObject *fn);
 
+/* Slow path of an event: the first sight of `key` on thread `t`, already
+ * named `fid`. Its new entry, or NULL when it could not be named or
+ * recorded. */
+static inline pyprof_entry *pyprof_insert_named(pyprof_thread *t,
+                                                const void *key,
+                                                pyprof_fid fid) {
+  return fid == PYPROF_FID_NONE ? NULL : pyprof_insert(t, key, fid);
+}
+
+/* A Python function (its code object) starts on `t` at `now`: pushes its
+ * entry, made and named at first sight (GIL held); a function that could
+ * not be recorded keeps the stack balanced. Hot path of every hook. */
+static inline void pyprof_enter_code(pyprof_thread *t, PyObject *code,
+                                     uint64_t now) {
+  pyprof_entry *e = pyprof_lookup(t, code);
+  if (__builtin_expect(!e, 0))
+    e = pyprof_insert_named(t, code, pyprof_name_code(code));
+  if (e) pyprof_enter(t, e, now);
+  else pyprof_enter_lost(t);
+}
+
 /* The key of a built-in for the lookup table: its PyMethodDef mixed with
  * the type of its `self` (one PyMethodDef may serve several types, whose
  * names then differ). Hot path. */
