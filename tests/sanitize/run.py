@@ -46,16 +46,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SKIP = 77
 
-# label -> glob of the interpreter (as tests/integration/run.py).
-INTERPRETERS = {
-    "deb3.11": "/usr/bin/python3.11",
-    "3.8": "/root/.pyenv/versions/3.8.*/bin/python3",
-    "3.9": "/root/.pyenv/versions/3.9.*/bin/python3",
-    "3.10": "/root/.pyenv/versions/3.10.*/bin/python3",
-    "3.11": "/root/.pyenv/versions/3.11.*/bin/python3",
-    "3.12": "/root/.pyenv/versions/3.12.*/bin/python3",
-    "3.13": "/root/.pyenv/versions/3.13.*/bin/python3",
-}
+# Interpreter lookup and small helpers are the integration driver's.
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+from run import Skip, find_interpreter, fresh_dir  # noqa: E402
 
 # What a sanitizer report looks like on stderr (any of them is a failure).
 SANITIZER_REPORT = re.compile(
@@ -67,10 +60,6 @@ SANITIZER_REPORT = re.compile(
 # Exit status the sanitizers are told to use, so that a report is never
 # mistaken for a program's own status (the exits workload ends with 1 and 3).
 SAN_EXIT = 86
-
-
-class Skip(Exception):
-    pass
 
 
 class Failures:
@@ -139,23 +128,6 @@ def run(argv, cwd, env_extra=None, timeout=120):
 
 def sanitizer_lines(text):
     return [l for l in text.splitlines() if SANITIZER_REPORT.search(l)]
-
-
-def fresh_dir(path):
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    os.makedirs(path)
-    return path
-
-
-def find_interpreter(label):
-    pattern = INTERPRETERS.get(label)
-    if pattern is None:
-        raise SystemExit("unknown --python label %r (known: %s)" % (label, ", ".join(INTERPRETERS)))
-    found = sorted(p for p in glob.glob(pattern) if os.access(p, os.X_OK))
-    if not found:
-        raise Skip("interpreter %s (%s) is not installed" % (label, pattern))
-    return found[-1]
 
 
 def unit_names(src):
