@@ -20,7 +20,6 @@ Scenarios (each function's docstring gives the exact expectations):
   altstack          finished threads do not keep their alternate signal stacks
   stacks            live stacks (sigqueue) while threads sleep, spin, block, hold the GIL
 """
-import argparse
 import ctypes
 import os
 import pstats
@@ -40,7 +39,6 @@ from run import CHK, Fatal, Skip, fresh_dir, load_prof, pyprof_lines  # noqa: E4
 
 WORKLOADS = os.path.join(HERE, "workloads")
 PYPROF_CLI = os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts", "pyprof")
-SKIP = 77
 LABELS = ("deb3.11", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
 STACKS_REQUEST = 0x70797374
 STACKS_NATIVE = 0x7079736e
@@ -1098,43 +1096,5 @@ SCENARIOS = {
 }
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lib", required=True, help="path of libpyprof.so")
-    ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
-    ap.add_argument("--python", required=True, help="interpreter label (%s)" % ", ".join(LABELS))
-    ap.add_argument("--workdir", required=True, help="scratch directory (emptied first)")
-    ap.add_argument("--hook", choices=["legacy", "monitoring"],
-                    help="PYPROF_HOOK for every profiled run (default: the library's)")
-    args = ap.parse_args()
-    R.HOOK = args.hook
-
-    lib = os.path.abspath(args.lib)
-    if not os.path.isfile(lib):
-        print("FAIL library %s does not exist (build the pyprof target)" % lib)
-        return 1
-    wd = fresh_dir(os.path.abspath(args.workdir))
-    start = time.time()
-    try:
-        py = R.find_interpreter(args.python)
-        print("interpreter %s: %s%s" % (args.python, py,
-                                        " (PYPROF_HOOK=%s)" % args.hook if args.hook else ""),
-              flush=True)
-        SCENARIOS[args.scenario](py, lib, wd)
-    except Skip as e:
-        print("SKIP %s: %s" % (args.scenario, e))
-        return SKIP
-    except Fatal as e:
-        CHK.fail(str(e))
-    finally:
-        kill_leftovers()
-    elapsed = time.time() - start
-    if CHK.failures:
-        print("\n%s.%s: %d failure(s) in %.1fs" % (args.scenario, args.python, len(CHK.failures), elapsed))
-        return 1
-    print("%s.%s: ok (%.1fs)" % (args.scenario, args.python, elapsed))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(R.drive(__doc__, SCENARIOS, LABELS))

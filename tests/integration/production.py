@@ -24,7 +24,6 @@ Scenarios (each function's docstring gives the exact numbers expected):
   sigkill_during_dump  SIGKILL while a 20k-row snapshot is being written: never a torn file
   badvalues            every bad value of every variable: one pyprof: line, nothing else
 """
-import argparse
 import io
 import marshal
 import os
@@ -41,10 +40,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import run as R  # noqa: E402  (the integration driver: helpers only)
 
-from run import CHK, Fatal, Skip, expect_calls, fresh_dir, load_prof, pyprof_lines  # noqa: E402
+from run import CHK, Fatal, expect_calls, fresh_dir, load_prof, pyprof_lines  # noqa: E402
 
 WORKLOADS = os.path.join(HERE, "workloads")
-SKIP = 77
 LABELS = ("deb3.11", "3.12", "3.13")
 
 
@@ -1232,42 +1230,5 @@ SCENARIOS = {
 }
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lib", required=True, help="path of libpyprof.so")
-    ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
-    ap.add_argument("--python", required=True, help="interpreter label (%s)" % ", ".join(LABELS))
-    ap.add_argument("--workdir", required=True, help="scratch directory (emptied first)")
-    ap.add_argument("--hook", choices=["legacy", "monitoring"],
-                    help="PYPROF_HOOK for every profiled run (default: the library's)")
-    args = ap.parse_args()
-    R.HOOK = args.hook
-
-    lib = os.path.abspath(args.lib)
-    if not os.path.isfile(lib):
-        print("FAIL library %s does not exist (build the pyprof target)" % lib)
-        return 1
-    wd = fresh_dir(os.path.abspath(args.workdir))
-    R.CHK_LABEL = args.python
-    start = time.time()
-    try:
-        py = R.find_interpreter(args.python)
-        print("interpreter %s: %s" % (args.python, py), flush=True)
-        SCENARIOS[args.scenario](py, lib, wd)
-    except Skip as e:
-        print("SKIP %s: %s" % (args.scenario, e))
-        return SKIP
-    except Fatal as e:
-        CHK.fail(str(e))
-    finally:
-        kill_leftovers()
-    elapsed = time.time() - start
-    if CHK.failures:
-        print("\n%s.%s: %d failure(s) in %.1fs" % (args.scenario, args.python, len(CHK.failures), elapsed))
-        return 1
-    print("%s.%s: ok (%.1fs)" % (args.scenario, args.python, elapsed))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(R.drive(__doc__, SCENARIOS, LABELS))

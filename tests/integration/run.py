@@ -1038,18 +1038,23 @@ SCENARIOS = {
 CHK_LABEL = ""
 
 
-def main():
-    global CHK_LABEL
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def drive(doc, scenarios, labels, no_python=()):
+    """The command line of the test drivers (this file, production.py,
+    crash.py): runs one scenario on one interpreter and returns the exit
+    status (0, 1 with the failures listed, SKIP). Scenarios in `no_python`
+    run without an interpreter."""
+    global CHK_LABEL, HOOK
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--lib", required=True, help="path of libpyprof.so")
-    ap.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
-    ap.add_argument("--python", default="none",
-                    help="interpreter label (%s), or none for nonpython" % ", ".join(INTERPRETERS))
+    ap.add_argument("--scenario", required=True, choices=sorted(scenarios))
+    ap.add_argument("--python", required=not no_python, default="none",
+                    help="interpreter label (%s)%s" % (
+                        ", ".join(labels),
+                        ", or none for " + ", ".join(no_python) if no_python else ""))
     ap.add_argument("--workdir", required=True, help="scratch directory (emptied first)")
     ap.add_argument("--hook", choices=["legacy", "monitoring", "eval"],
                     help="PYPROF_HOOK for every profiled run (default: the library's)")
     args = ap.parse_args()
-    global HOOK
     HOOK = args.hook
 
     lib = os.path.abspath(args.lib)
@@ -1061,15 +1066,19 @@ def main():
     start = time.time()
     try:
         py = None
-        if args.scenario != "nonpython":
+        if args.scenario not in no_python:
             py = find_interpreter(args.python)
-            print("interpreter %s: %s" % (args.python, py), flush=True)
-        SCENARIOS[args.scenario](py, lib, wd)
+            print("interpreter %s: %s%s" % (args.python, py,
+                                            " (PYPROF_HOOK=%s)" % HOOK if HOOK else ""),
+                  flush=True)
+        scenarios[args.scenario](py, lib, wd)
     except Skip as e:
         print("SKIP %s: %s" % (args.scenario, e))
         return SKIP
     except Fatal as e:
         CHK.fail(str(e))
+    finally:
+        kill_leftovers()
     elapsed = time.time() - start
     if CHK.failures:
         print("\n%s.%s: %d failure(s) in %.1fs" % (args.scenario, args.python,
@@ -1080,4 +1089,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(drive(__doc__, SCENARIOS, INTERPRETERS, no_python=("nonpython",)))
