@@ -19,6 +19,7 @@
  * All multi-byte integers are little-endian.
  */
 #include "marshal.h"
+#include "hugemap.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -61,36 +62,14 @@ void pyprof_buf_free(pyprof_buf *b) {
   pyprof_buf_init(b);
 }
 
-/* Large buffers are mapped directly, 2 MiB-aligned and advised to use
- * transparent huge pages. A dump of 100k functions writes ~15 MB into a
- * fresh buffer; on a VM a 4 KiB page fault can cost ~10 us, more than
- * encoding the page, and a huge page takes one fault per 2 MiB. Without
- * THP (or with it off) the advice is ignored and nothing is lost. */
+/* Large buffers are mapped directly (hugemap.h): a dump of 100k functions
+ * writes ~15 MB into a fresh buffer. */
 #define BUF_MAP_MIN ((size_t)4 << 20)
-#define BUF_HUGE ((size_t)2 << 20)
-
-/* A mapping of at least `len` bytes (a multiple of 2 MiB, 2 MiB-aligned);
- * its size in *mapped. NULL when the kernel refuses. */
-static unsigned char *buf_map(size_t len, size_t *mapped) {
-  size_t n = (len + BUF_HUGE - 1) & ~(BUF_HUGE - 1);
-  unsigned char *p = mmap(NULL, n + BUF_HUGE, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return NULL;
-  size_t head = (BUF_HUGE - ((uintptr_t)p & (BUF_HUGE - 1))) & (BUF_HUGE - 1);
-  if (head) munmap(p, head);
-  munmap(p + head + n, BUF_HUGE - head);
-  p += head;
-#ifdef MADV_HUGEPAGE
-  madvise(p, n, MADV_HUGEPAGE); /* a hint; failure changes nothing */
-#endif
-  *mapped = n;
-  return p;
-}
 
 /* Grows the buffer to at least `cap` bytes, keeping its contents. */
 static int buf_grow(pyprof_buf *b, size_t cap) {
   if (cap >= BUF_MAP_MIN) {
-    size_t n = (cap + BUF_HUGE - 1) & ~(BUF_HUGE - 1);
+    size_t n = pyprof_huge_round(cap);
     if (b->mapped) { /* in place if the address space after it is free */
       void *q = mremap(b->data, b->cap, n, 0);
       if (q != MAP_FAILED) {
@@ -98,7 +77,7 @@ static int buf_grow(pyprof_buf *b, size_t cap) {
         return 0;
       }
     }
-    unsigned char *p = buf_map(cap, &n);
+    unsigned char *p = pyprof_huge_map(cap, &n);
     if (p) {
       if (b->len) memcpy(p, b->data, b->len);
       if (b->mapped) munmap(b->data, b->cap);

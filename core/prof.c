@@ -28,6 +28,7 @@
  * what they reported before the fold.
  */
 #include "prof.h"
+#include "hugemap.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -758,13 +759,12 @@ static int wait_even(pyprof_thread *t) {
 
 /* Arrays of a snapshot (rows, edges, paths). Those of BIG_MIN bytes or
  * more are mapped directly, 2 MiB-aligned and advised to use transparent
- * huge pages, as the encoder's buffer is (marshal.c): the first snapshot
+ * huge pages (hugemap.h), as the encoder's buffer is: the first snapshot
  * of 100k functions touches ~12 MB of fresh memory here, ~3000 page
  * faults at ~12 us each on this VM, against a few with huge pages. A
  * header in front of each array says how it was allocated; only
  * big_free() (pyprof_snapshot_free) may release one. */
 #define BIG_MIN ((size_t)1 << 20)
-#define BIG_HUGE ((size_t)2 << 20)
 #define BIG_HDR 64 /* keeps the array 64-byte aligned */
 
 typedef struct big_hdr {
@@ -775,23 +775,6 @@ static big_hdr *big_hdr_of(void *p) {
   return (big_hdr *)(void *)((char *)p - BIG_HDR);
 }
 
-/* A mapping of at least `len` bytes, 2 MiB-aligned; its length in *out. */
-static void *big_map(size_t len, size_t *out) {
-  size_t n = (len + BIG_HUGE - 1) & ~(BIG_HUGE - 1);
-  char *p = mmap(NULL, n + BIG_HUGE, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return NULL;
-  size_t head = (BIG_HUGE - ((uintptr_t)p & (BIG_HUGE - 1))) & (BIG_HUGE - 1);
-  if (head) munmap(p, head);
-  munmap(p + head + n, BIG_HUGE - head);
-  p += head;
-#ifdef MADV_HUGEPAGE
-  madvise(p, n, MADV_HUGEPAGE); /* a hint; failure changes nothing */
-#endif
-  *out = n;
-  return p;
-}
-
 /* Resizes array `p` (NULL: a new one) to `n` bytes, keeping the first
  * `used` bytes; new bytes are zero when `zero`. NULL when out of memory
  * (`p` is left as it was). */
@@ -800,7 +783,7 @@ static void *big_realloc(void *p, size_t used, size_t n, int zero) {
   size_t total = n + BIG_HDR;
   if (h && h->map_len) {
     if (total <= h->map_len) return p; /* mapped pages start out zero */
-    size_t len = (total + BIG_HUGE - 1) & ~(BIG_HUGE - 1);
+    size_t len = pyprof_huge_round(total);
     if (mremap(h, h->map_len, len, 0) != MAP_FAILED) { /* in place */
       h->map_len = len;
       return p;
@@ -808,7 +791,7 @@ static void *big_realloc(void *p, size_t used, size_t n, int zero) {
   }
   if (total >= BIG_MIN) {
     size_t len;
-    big_hdr *nh = big_map(total, &len);
+    big_hdr *nh = pyprof_huge_map(total, &len);
     if (nh) {
       nh->map_len = len;
       void *np = (char *)nh + BIG_HDR;
