@@ -560,12 +560,6 @@ static int list_tids(pid_t *out, int cap) {
   return n;
 }
 
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Writes "  Thread <tid>:" and the native stack of every thread of the
  * process but the caller, waiting at most `wait_ms` for their answers.
  * Async-signal-safe apart from what on_unwind does in each thread. */
@@ -617,7 +611,7 @@ static void native_stacks_of_others(rep *r, int wait_ms) {
     else
       __atomic_store_n(&u->state, US_FREE, __ATOMIC_RELEASE);
   }
-  uint64_t deadline = now_ms() + (uint64_t)wait_ms;
+  uint64_t deadline = pyprof__ts_ns(CLOCK_MONOTONIC) + (uint64_t)wait_ms * 1000000;
   for (;;) {
     int waiting = 0;
     for (int i = 0; i < n; i++)
@@ -625,7 +619,7 @@ static void native_stacks_of_others(rep *r, int wait_ms) {
         int st = __atomic_load_n(&uslots[asked[i]].state, __ATOMIC_ACQUIRE);
         waiting += st == US_PENDING || st == US_RUNNING;
       }
-    if (!waiting || now_ms() >= deadline) break;
+    if (!waiting || pyprof__ts_ns(CLOCK_MONOTONIC) >= deadline) break;
     struct timespec ms = {0, 1000000};
     nanosleep(&ms, NULL);
   }
