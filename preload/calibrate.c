@@ -143,6 +143,6 @@ uint64_t pyprof_calibrate(void) {
   }
   /* Events per call of the empty function: its start and its return, and
    * on sys.monitoring the CALL event let pass before the start. */
-  uint64_t per_call = pyprof_use_monitoring && !pyprof_use_eval ? 3 : 2;
+  uint64_t per_call = pyprof_use_monitoring ? 3 : 2;
   return excess / (per_call * CAL_CALLS);
 }
