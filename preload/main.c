@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -95,13 +96,46 @@ static void choose_template(void) {
   }
 }
 
+/* "PYPROF_EXECED=<pid>:<k>" for the next image, and the pid that may
+ * pass it on: set by mark_exec() (GIL held), read by execve() below. */
+static char exec_entry[64];
+static volatile pid_t exec_pid;
+static int (*real_execve)(const char *, char *const[], char *const[]);
+
 /* Before os.exec*: tells the next image of this process (same pid) that
- * it replaces a profiled one, through the C environment that os.execv()
- * passes on (os.execve() with its own env does not carry it). */
+ * it replaces a profiled one. os.execv() and friends pass the C
+ * environment on, so it is set there; os.execve() passes an environment
+ * of the program's own, to which execve() below adds it. */
 static void mark_exec(void) {
   char v[48];
   snprintf(v, sizeof v, "%ld:%d", (long)getpid(), exec_gen + 1);
   setenv("PYPROF_EXECED", v, 1);
+  snprintf(exec_entry, sizeof exec_entry, "PYPROF_EXECED=%s", v);
+  __atomic_store_n(&exec_pid, getpid(), __ATOMIC_RELEASE);
+}
+
+/* Interposed: os.execve() calls it with the program's environment right
+ * after the os.exec audit event. Then, and only in the process that saw
+ * that event, the environment passed on gets PYPROF_EXECED (replacing a
+ * stale one the program copied from os.environ), so that the new image
+ * writes its own file instead of overwriting this one. Anything else
+ * passes through untouched. Async-signal-safe (a fork or vfork child
+ * calls it): no allocation, the new array is on the stack. */
+PUBLIC int execve(const char *path, char *const argv[], char *const envp[]) {
+  pid_t mine = __atomic_load_n(&exec_pid, __ATOMIC_ACQUIRE);
+  if (!real_execve) /* before our constructor ran (another library's) */
+    return (int)syscall(SYS_execve, path, argv, envp);
+  if (!mine || !envp || getpid() != mine) return real_execve(path, argv, envp);
+  size_t n = 0;
+  while (envp[n] && n < 65536) n++;
+  if (envp[n]) return real_execve(path, argv, envp); /* absurdly large */
+  char *env[n + 2];
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(envp[i], "PYPROF_EXECED=", 14) != 0) env[k++] = envp[i];
+  env[k++] = exec_entry;
+  env[k] = NULL;
+  return real_execve(path, argv, env);
 }
 
 /* Writes one .prof of everything so far; with `skip_empty`, nothing if no
@@ -354,6 +388,7 @@ static const char *get_env(const char *name) { return secure_getenv(name); }
 extern char **environ;
 
 __attribute__((constructor)) static void pyprof_init(void) {
+  *(void **)&real_execve = dlsym(RTLD_NEXT, "execve");
   int rc = pyprof_pyapi_load();
   if (rc == -1) return; /* not a Python process: stay inert */
   if (rc == -2) {

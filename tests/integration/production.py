@@ -717,8 +717,9 @@ def scenario_fork(py, lib, wd):
     the parent sees) writing s.1.<child>.prof; parent: s.0.prof, pre 3, pf 11.
     nothing (PYPROF_START=paused): os._exit(3) at once: status 3, no file, no
     pyprof: line.
-    exec: pre x4 then os.execv(python, prod_exec_target.py): one file with
-    pre 4 (and no target) and one with target 6 (and no pre)."""
+    exec: pre x4 then os.execv(python, prod_exec_target.py): out.prof with
+    pre 4 (and no target) and out.exec1.prof with target 6 (and no pre).
+    execve: the same through os.execve() with a copy of os.environ."""
     f = "prod_fork.py"
     for mode in ("main", "thread", "exit4"):
         CHK.section = mode
@@ -782,22 +783,22 @@ def scenario_fork(py, lib, wd):
     CHK.equal(res.err, b"", "stderr (nothing written, nothing to say)")
     CHK.equal(os.listdir(d), [], "files")
 
-    CHK.section = "exec"
-    d = fresh_dir(os.path.join(wd, "exec"))
-    res = R.run([py, W(f), "exec"], d, lib=lib, env={"PYPROF_OUT": "out.prof", "PYPROF_QUIET": "1"})
-    CHK.equal(res.status, 0, "exit status")
-    CHK.check(b"exec target" in res.out, "the exec target did not run:\n" + res.describe())
-    files = sorted(os.listdir(d))
-    found = {}
-    for name in files:
-        st = load_prof(os.path.join(d, name))
-        found[name] = (nc_of(st, f, "pre"), nc_of(st, "prod_exec_target.py", "target"))
-    CHK.check(any(v == (4, 0) for v in found.values()),
-              "no file of the process before exec (pre 4, target 0); files and (pre, target) counts: %s"
-              % found)
-    CHK.check(any(v == (0, 6) for v in found.values()),
-              "no file of the exec'd program (pre 0, target 6); files and (pre, target) counts: %s"
-              % found)
+    for mode in ("exec", "execve"):
+        CHK.section = mode
+        d = fresh_dir(os.path.join(wd, mode))
+        res = R.run([py, W(f), mode], d, lib=lib, env={"PYPROF_OUT": "out.prof", "PYPROF_QUIET": "1"})
+        CHK.equal(res.status, 0, "exit status")
+        CHK.check(b"exec target" in res.out, "the exec target did not run:\n" + res.describe())
+        files = sorted(os.listdir(d))
+        found = {}
+        for name in files:
+            st = load_prof(os.path.join(d, name))
+            found[name] = (nc_of(st, f, "pre"), nc_of(st, "prod_exec_target.py", "target"))
+        # os.execve() passes the program's own environment (a copy of
+        # os.environ, which never had PYPROF_EXECED): the library adds it.
+        CHK.equal(found, {"out.prof": (4, 0), "out.exec1.prof": (0, 6)},
+                  "files and their (pre, target) counts: the process before exec, then the "
+                  "exec'd program")
 
 
 # ---------------------------------------------------------------------------
