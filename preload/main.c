@@ -98,8 +98,9 @@ static void choose_template(void) {
 
 /* "PYPROF_EXECED=<pid>:<k>" for the next image, and the pid that may
  * pass it on: set by mark_exec() (GIL held), read by execve() below. */
+#define EXECED_EQ "PYPROF_EXECED="
 static char exec_entry[64];
-static volatile pid_t exec_pid;
+static pid_t exec_pid; /* atomic */
 static int (*real_execve)(const char *, char *const[], char *const[]);
 
 /* Before os.exec*: tells the next image of this process (same pid) that
@@ -107,10 +108,9 @@ static int (*real_execve)(const char *, char *const[], char *const[]);
  * environment on, so it is set there; os.execve() passes an environment
  * of the program's own, to which execve() below adds it. */
 static void mark_exec(void) {
-  char v[48];
-  snprintf(v, sizeof v, "%ld:%d", (long)getpid(), exec_gen + 1);
-  setenv("PYPROF_EXECED", v, 1);
-  snprintf(exec_entry, sizeof exec_entry, "PYPROF_EXECED=%s", v);
+  snprintf(exec_entry, sizeof exec_entry, EXECED_EQ "%ld:%d", (long)getpid(),
+           exec_gen + 1);
+  setenv("PYPROF_EXECED", exec_entry + sizeof EXECED_EQ - 1, 1);
   __atomic_store_n(&exec_pid, getpid(), __ATOMIC_RELEASE);
 }
 
@@ -132,7 +132,8 @@ PUBLIC int execve(const char *path, char *const argv[], char *const envp[]) {
   char *env[n + 2];
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    if (strncmp(envp[i], "PYPROF_EXECED=", 14) != 0) env[k++] = envp[i];
+    if (strncmp(envp[i], EXECED_EQ, sizeof EXECED_EQ - 1) != 0)
+      env[k++] = envp[i];
   env[k++] = exec_entry;
   env[k] = NULL;
   return real_execve(path, argv, env);

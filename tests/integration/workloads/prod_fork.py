@@ -71,19 +71,15 @@ def forker():
 def main(mode):
     if mode == "nothing":
         os._exit(3)
-    if mode == "exec":
+    if mode in ("exec", "execve"):
         for _ in range(4):
             pre()
         print("exec from %d" % os.getpid(), flush=True)
         target = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prod_exec_target.py")
-        os.execv(sys.executable, [sys.executable, target])
-    if mode == "execve":  # an environment of its own, copied from os.environ
-        for _ in range(4):
-            pre()
-        print("exec from %d" % os.getpid(), flush=True)
-        target = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prod_exec_target.py")
-        env = dict(os.environ, PROD_EXECVE="1")
-        os.execve(sys.executable, [sys.executable, target], env)
+        if mode == "exec":
+            os.execv(sys.executable, [sys.executable, target])
+        # an environment of its own, copied from os.environ
+        os.execve(sys.executable, [sys.executable, target], dict(os.environ, PROD_EXECVE="1"))
     for _ in range(3):
         pre()
     if mode == "thread":
