@@ -536,6 +536,24 @@ def toggle_then_snapshot(p, tsig):
     p.signal(signal.SIGUSR2)
 
 
+def toggle_phases(py, lib, f, d, marks, env, tsig, want):
+    """Runs workload f (in d, PYPROF_OUT=t.%n.prof) through its two phases:
+    at each, the toggle signal tsig confirmed by snapshot t.<k>.prof, which
+    must hold the counts want[k], then the phase's marker file in marks.
+    Checks that it ends with status 0 and an empty stderr."""
+    p = Proc([py, W(f), marks], d, lib=lib, env=dict(env, PYPROF_OUT="t.%n.prof", PYPROF_QUIET="1"))
+    for k, (line, go) in enumerate((("phase a", "go1"), ("phase b", "go2"))):
+        p.expect(line, 10)
+        toggle_then_snapshot(p, tsig)
+        path = os.path.join(d, "t.%d.prof" % k)
+        if CHK.check(wait_file(path, 5), "no snapshot t.%d.prof after the toggle" % k):
+            expect_counts(load_prof(path), f, want[k], "t.%d.prof" % k)
+        touch(os.path.join(marks, go))
+    res = p.finish(15)
+    CHK.equal(res.status, 0, "exit status")
+    CHK.equal(res.err, b"", "stderr")
+
+
 def scenario_toggle(py, lib, wd):
     """prod_toggle.py: phase_a x11, wait go1, phase_b x22, wait go2,
     phase_c x33.  Each toggle is confirmed by a snapshot sent 0.1 s after
@@ -570,18 +588,7 @@ def scenario_toggle(py, lib, wd):
         CHK.section = what
         d = fresh_dir(os.path.join(wd, "out%d" % i))
         marks = fresh_dir(os.path.join(wd, "marks%d" % i))
-        env = dict(env, PYPROF_OUT="t.%n.prof", PYPROF_QUIET="1")
-        p = Proc([py, W(f), marks], d, lib=lib, env=env)
-        for k, (line, go) in enumerate((("phase a", "go1"), ("phase b", "go2"))):
-            p.expect(line, 10)
-            toggle_then_snapshot(p, tsig)
-            path = os.path.join(d, "t.%d.prof" % k)
-            if CHK.check(wait_file(path, 5), "no snapshot t.%d.prof after the toggle" % k):
-                expect_counts(load_prof(path), f, want[k], "t.%d.prof" % k)
-            touch(os.path.join(marks, go))
-        res = p.finish(15)
-        CHK.equal(res.status, 0, "exit status")
-        CHK.equal(res.err, b"", "stderr")
+        toggle_phases(py, lib, f, d, marks, env, tsig, want)
         CHK.equal(sorted(os.listdir(d)), ["t.0.prof", "t.1.prof", "t.2.prof"], "files")
         final = os.path.join(d, "t.2.prof")
         if os.path.exists(final):
@@ -604,17 +611,7 @@ def scenario_toggle(py, lib, wd):
         CHK.section = what
         d = fresh_dir(os.path.join(wd, "thr%d" % i))
         marks = fresh_dir(os.path.join(wd, "thrmarks%d" % i))
-        p = Proc([py, W(f), marks], d, lib=lib, env=dict(env, PYPROF_OUT="t.%n.prof", PYPROF_QUIET="1"))
-        for k, (line, go) in enumerate((("phase a", "go1"), ("phase b", "go2"))):
-            p.expect(line, 10)
-            toggle_then_snapshot(p, signal.SIGUSR1)
-            path = os.path.join(d, "t.%d.prof" % k)
-            if CHK.check(wait_file(path, 5), "no snapshot t.%d.prof after the toggle" % k):
-                expect_counts(load_prof(path), f, want[k], "t.%d.prof" % k)
-            touch(os.path.join(marks, go))
-        res = p.finish(15)
-        CHK.equal(res.status, 0, "exit status")
-        CHK.equal(res.err, b"", "stderr")
+        toggle_phases(py, lib, f, d, marks, env, signal.SIGUSR1, want)
         final = os.path.join(d, "t.2.prof")
         if CHK.check(os.path.exists(final), "no final t.2.prof: %s" % os.listdir(d)):
             expect_counts(load_prof(final), f, want[2], "final t.2.prof")
