@@ -478,6 +478,36 @@ TEST_IMPL(atomic_write_ok) {
   return TEST_OK;
 }
 
+/* An existing file is replaced by a new one, never rewritten in place: a
+ * reader that has the old file open, and a hard link to it, still see the
+ * old data; no temporary file stays behind. Both ways of replacing are
+ * checked: the name exchange (default) and fsync + rename. */
+TEST_IMPL(atomic_write_replaces_not_rewrites) {
+  char dir[512], path[600], link_path[600], got[64];
+  for (int fs = 0; fs <= 1; fs++) {
+    pyprof_fsync_files = fs;
+    ASSERT_EQ_I(make_tmpdir(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/x.prof", dir);
+    snprintf(link_path, sizeof link_path, "%s/old.prof", dir);
+    ASSERT_EQ_I(pyprof_write_atomic(path, "old data", 8), 0);
+    ASSERT_EQ_I(link(path, link_path), 0);
+    int fd = open(path, O_RDONLY);
+    ASSERT(fd >= 0);
+    ASSERT_EQ_I(pyprof_write_atomic(path, "new", 3), 0);
+    ssize_t n = pread(fd, got, sizeof got, 0);
+    close(fd);
+    ASSERT_EQ_I(n, 8);
+    ASSERT(memcmp(got, "old data", 8) == 0);
+    ASSERT_EQ_I(read_file(path, got, sizeof got), 3);
+    ASSERT(memcmp(got, "new", 3) == 0);
+    ASSERT_EQ_I(read_file(link_path, got, sizeof got), 8);
+    ASSERT_EQ_I(count_entries(dir), 2);
+    remove_tmpdir(dir);
+  }
+  pyprof_fsync_files = 0;
+  return TEST_OK;
+}
+
 /* A directory that does not exist: -1, ENOENT, nothing created. */
 TEST_IMPL(atomic_write_no_dir) {
   errno = 0;
@@ -596,7 +626,7 @@ TEST_IMPL(atomic_write_long_path) {
   return TEST_OK;
 }
 
-TEST_MAIN(TEST_ENTRY(encode_two_functions) TEST_ENTRY(uncalled_are_omitted)
+TEST_MAIN(TEST_ENTRY(encode_two_functions) TEST_ENTRY(atomic_write_replaces_not_rewrites) TEST_ENTRY(uncalled_are_omitted)
               TEST_ENTRY(duplicate_edges_are_summed) TEST_ENTRY(empty_snapshot)
                   TEST_ENTRY(builtin_and_big_values) TEST_ENTRY(atomic_write_ok)
                       TEST_ENTRY(atomic_write_no_dir) TEST_ENTRY(atomic_write_proc)
