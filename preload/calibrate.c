@@ -22,14 +22,22 @@
  * load) is timed the same way, and its excess is taken off before
  * dividing by the events. The loop names the function as a global, not a
  * local, which would add a superinstruction to the unprofiled loop.
- * Minimum over several repetitions; a few milliseconds in all.
+ *
+ * Minimum over several repetitions, a few milliseconds in all, taken in
+ * CAL_BLOCKS alternating blocks (unprofiled, profiled, unprofiled, ...):
+ * this VM has stretches of seconds where everything runs up to 2x slower,
+ * and when one began between a single unprofiled and a single profiled
+ * block, the difference (and the bias) came out far too small or too
+ * large. A stretch that covers the whole calibration still makes the bias
+ * too large for that run; see the README.
  *
  * Runs at start, GIL held, before any user code, on the starting thread.
  */
 #include "preload.h"
 
 #define CAL_CALLS 2000
-#define CAL_REPS 7
+#define CAL_REPS 3
+#define CAL_BLOCKS 3
 #define CAL_FILE "<pyprof-calibration>"
 
 static const char cal_src[] =
@@ -74,36 +82,26 @@ static int make_loops(PyObject **f, PyObject **ft) {
   return *f && *ft ? 0 : -1;
 }
 
-/* Minimum raw ticks of f(CAL_CALLS) without the profiler. */
+/* Raw ticks of one f(CAL_CALLS) without the profiler; UINT64_MAX on
+ * error. */
 static uint64_t time_raw(PyObject *f) {
-  uint64_t best = UINT64_MAX;
-  for (int i = 0; i < CAL_REPS; i++) {
-    uint64_t t0 = pyprof_clock_read();
-    if (call_loop(f) < 0) return UINT64_MAX;
-    uint64_t t1 = pyprof_clock_read();
-    if (t1 - t0 < best) best = t1 - t0;
-  }
-  return best;
+  uint64_t t0 = pyprof_clock_read();
+  if (call_loop(f) < 0) return UINT64_MAX;
+  return pyprof_clock_read() - t0;
 }
 
-/* Minimum cumulative virtual ticks of f(CAL_CALLS) with the profiler on
- * and bias 0. */
-static uint64_t time_prof(PyObject *f) {
-  PyObject *code = py.PyObject_GetAttrString(f, "__code__");
-  uint64_t best = UINT64_MAX;
-  if (!code) {
-    py.PyErr_Clear();
-    return best;
-  }
-  for (int i = 0; i < CAL_REPS; i++) {
-    pyprof_reset_all();
-    if (call_loop(f) < 0) break;
-    pyprof_thread *t = pyprof_hook_self();
-    pyprof_entry *e = t ? pyprof_lookup(t, code) : NULL;
-    if (e && e->calls == 1 && e->tt < best) best = e->tt;
-  }
-  py.Py_DecRef(code);
-  return best;
+/* Cumulative virtual ticks of one f(CAL_CALLS) with the profiler on and
+ * bias 0 (`code` is f's code object); UINT64_MAX on error. */
+static uint64_t time_prof(PyObject *f, PyObject *code) {
+  pyprof_reset_all();
+  if (call_loop(f) < 0) return UINT64_MAX;
+  pyprof_thread *t = pyprof_hook_self();
+  pyprof_entry *e = t ? pyprof_lookup(t, code) : NULL;
+  return e && e->calls == 1 ? e->tt : UINT64_MAX;
+}
+
+static void keep_min(uint64_t *best, uint64_t v) {
+  if (v < *best) *best = v;
 }
 
 uint64_t pyprof_calibrate(void) {
@@ -118,13 +116,27 @@ uint64_t pyprof_calibrate(void) {
   /* Warm up (specialisation), then time. */
   call_loop(f);
   call_loop(ft);
-  uint64_t base = time_raw(f), base_t = time_raw(ft);
-  pyprof_on = 1;
-  pyprof_hook_self_install(1);
-  uint64_t prof = base == UINT64_MAX ? UINT64_MAX : time_prof(f);
-  uint64_t prof_t = base_t == UINT64_MAX ? UINT64_MAX : time_prof(ft);
-  pyprof_hook_self_install(0);
-  pyprof_on = 0;
+  PyObject *code = py.PyObject_GetAttrString(f, "__code__");
+  PyObject *code_t = py.PyObject_GetAttrString(ft, "__code__");
+  if (!code || !code_t) py.PyErr_Clear();
+  uint64_t base = UINT64_MAX, base_t = UINT64_MAX;
+  uint64_t prof = UINT64_MAX, prof_t = UINT64_MAX;
+  for (int b = 0; code && code_t && b < CAL_BLOCKS; b++) {
+    for (int i = 0; i < CAL_REPS; i++) {
+      keep_min(&base, time_raw(f));
+      keep_min(&base_t, time_raw(ft));
+    }
+    pyprof_on = 1;
+    pyprof_hook_self_install(1);
+    for (int i = 0; i < CAL_REPS; i++) {
+      keep_min(&prof, time_prof(f, code));
+      keep_min(&prof_t, time_prof(ft, code_t));
+    }
+    pyprof_hook_self_install(0);
+    pyprof_on = 0;
+  }
+  if (code) py.Py_DecRef(code);
+  if (code_t) py.Py_DecRef(code_t);
   pyprof_reset_all();
   pyprof_clk.bias = saved_bias;
   py.Py_DecRef(f);
