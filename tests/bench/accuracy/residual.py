@@ -1,0 +1,85 @@
+"""(d) of scripts/accuracy: what is left per event after the bias, measured
+in one process so that the VM's slow stretches hit both sides alike.
+
+Run under libpyprof with PYPROF_START=paused and PYPROF_TOGGLE_SIGNAL=USR1:
+
+    residual.py ROUNDS
+
+Each round times every shape unprofiled (perf_counter), then resumes the
+profiler (the toggle signal; the dumper thread flips it within the sleep),
+runs every shape again, and pauses it. Prints ACC_TRUE_<shape> <seconds>,
+the unprofiled times summed over the rounds; the profile holds the
+profiled ones (the cumtime of each shape's root function).
+
+Shapes (every call in them is a Python-to-Python call through CALL, so
+their events are exactly counted):
+  flat     the calibration's own shape: a loop calling an empty function
+  nested   a loop calling a function that calls a one-line function twice
+  small    main() of tests/bench/workloads/small_funcs.py
+"""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "workloads"))
+os.environ.setdefault("BENCH_SCALE", "0.25")
+import small_funcs  # noqa: E402
+
+N = int(400000 * float(os.environ["BENCH_SCALE"]) / 0.25)
+
+
+def empty():
+    pass
+
+
+def flat(n):
+    for _ in range(n):
+        empty()
+
+
+def plus1(x):
+    return x + 1
+
+
+def pair():
+    return plus1(1) + plus1(2)
+
+
+def nested(n):
+    for _ in range(n):
+        pair()
+
+
+def small(n):
+    small_funcs.main()
+
+
+SHAPES = {"flat": flat, "nested": nested, "small": small}
+
+
+def toggle():
+    os.kill(os.getpid(), signal.SIGUSR1)
+    time.sleep(0.05)
+
+
+def main():
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    true = dict.fromkeys(SHAPES, 0.0)
+    for fn in SHAPES.values():  # warm up: specialisation, first calls
+        fn(1000)
+    for _ in range(rounds):
+        for name, fn in SHAPES.items():
+            t0 = time.perf_counter()
+            fn(N)
+            true[name] += time.perf_counter() - t0
+        toggle()
+        for fn in SHAPES.values():
+            fn(N)
+        toggle()
+    for name, t in true.items():
+        print("ACC_TRUE_%s %.9f" % (name, t))
+
+
+if __name__ == "__main__":
+    main()
