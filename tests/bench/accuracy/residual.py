@@ -11,11 +11,14 @@ runs every shape again, and pauses it. Prints ACC_TRUE_<shape> <seconds>,
 the unprofiled times summed over the rounds; the profile holds the
 profiled ones (the cumtime of each shape's root function).
 
-Shapes (every call in them is a Python-to-Python call through CALL, so
-their events are exactly counted):
-  flat     the calibration's own shape: a loop calling an empty function
+Shapes:
+  flat     a loop calling an empty function (the calibration's shape
+           before the change to `nested`)
   nested   a loop calling a function that calls a one-line function twice
+           (the calibration's shape)
   small    main() of tests/bench/workloads/small_funcs.py
+  oo       main() of tests/bench/workloads/oo_methods.py (built-ins,
+           properties, classes: its event count is approximate)
 """
 import os
 import signal
@@ -24,6 +27,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "workloads"))
 os.environ.setdefault("BENCH_SCALE", "0.25")
+import oo_methods  # noqa: E402
 import small_funcs  # noqa: E402
 
 N = int(400000 * float(os.environ["BENCH_SCALE"]) / 0.25)
@@ -55,7 +59,11 @@ def small(n):
     small_funcs.main()
 
 
-SHAPES = {"flat": flat, "nested": nested, "small": small}
+def oo(n):
+    oo_methods.main()
+
+
+SHAPES = {"flat": flat, "nested": nested, "small": small, "oo": oo}
 
 
 def toggle():
