@@ -34,7 +34,7 @@ def main():
             forked_work()
         os._exit(0)
     _, st = os.waitpid(pid, 0)
-    print("fork %d status %d" % (pid, os.waitstatus_to_exitcode(st)), flush=True)
+    print("fork %d status %d" % (pid, (os.WEXITSTATUS(st) if os.WIFEXITED(st) else -os.WTERMSIG(st))), flush=True)
 
 
 main()

@@ -56,7 +56,7 @@ def parent_part(pid):
     for _ in range(11):
         pf()
     _, st = os.waitpid(pid, 0)
-    print("child %d status %d" % (pid, os.waitstatus_to_exitcode(st)), flush=True)
+    print("child %d status %d" % (pid, (os.WEXITSTATUS(st) if os.WIFEXITED(st) else -os.WTERMSIG(st))), flush=True)
 
 
 def forker():
