@@ -177,6 +177,21 @@ int pyprof_eval_init(void) {
   return 0;
 }
 
+/* Says once if another frame evaluation function has replaced ours while
+ * profiling (a debugger installing its own): the Python calls made after
+ * that are not in the profile. Called before each dump; a plain read of
+ * the interpreter's pointer, so the dumper thread may call it without the
+ * GIL. */
+void pyprof_eval_check(void) {
+  static int said;
+  if (!pyprof_use_eval || gave_up || said || pyprof_on != 1) return;
+  if (get_eval(interp) == eval_hook) return;
+  said = 1;
+  pyprof_say("PYPROF_HOOK=eval: another frame evaluation function replaced "
+             "ours (a debugger?); Python calls made after that are not in the "
+             "profile");
+}
+
 /* Installs (on) or removes the hook for the whole interpreter. GIL held.
  * Removing bumps the generation: frames entered so far will not leave. */
 void pyprof_eval_set(int on) {

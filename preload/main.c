@@ -214,7 +214,9 @@ out:
 /* A snapshot (not the final dump): skipped once the final dump began,
  * checked again under dump_lock. */
 void pyprof_dump(void) {
-  if (!pyprof_finished()) dump(0, 1);
+  if (pyprof_finished()) return;
+  pyprof_eval_check();
+  dump(0, 1);
 }
 
 /* Async-signal-safe: template expansion only. */
@@ -232,6 +234,7 @@ static void finish(int gil, int skip_empty) {
   if (!started) return;
   pyprof_lock(&finish_lock);
   if (!finished) {
+    pyprof_eval_check();
     __atomic_store_n(&finished, 1, __ATOMIC_RELEASE);
     pyprof_on = 0;
     if (gil) pyprof_hook_stop();

@@ -121,6 +121,7 @@ uint64_t pyprof_calibrate(void);
 extern int pyprof_use_eval;       /* chosen once at start */
 int pyprof_eval_init(void);       /* usable here? says why not; GIL held */
 void pyprof_eval_set(int on);     /* whole interpreter; GIL held */
+void pyprof_eval_check(void);     /* says if ours was replaced; any thread */
 
 /* hook_monitoring.c (3.12+) */
 int pyprof_mon_init(void);        /* own tool id and callbacks; GIL held */

@@ -976,7 +976,9 @@ def scenario_evalhook(py, lib, wd):
     built-in rows, fib nc 1973 cc 1.  3.8-3.10: one more line saying it
     needs 3.11+, metadata hook PyEval_SetProfile, built-in rows present;
     the program's output as
-    without the library in every case.  Then (3.11+) eval_deep.py 60000 (recursion
+    without the library in every case.  (3.11+) eval_replaced.py, which puts
+    the default evaluator back after before() x3: a line saying ours was
+    replaced, before 3/3, no after().  Then (3.11+) eval_deep.py 60000 (recursion
     with a raised limit, far past the C stack or C recursion budget that
     non-inlined calls would need): same stdout and exit status as
     unprofiled; where the hook is in use, one line saying it stopped
@@ -1005,6 +1007,21 @@ def scenario_evalhook(py, lib, wd):
         CHK.check(lines and want[0] in lines[0], "fallback line: %r" % lines[:1])
         CHK.equal(meta.get("hook"), want[1], "metadata hook")
         CHK.check(len(builtins) > 0, "no built-in rows with the default hook")
+
+    if used:
+        CHK.section = "evaluator replaced"
+        repl = os.path.join(WORKLOADS, "eval_replaced.py")
+        path = os.path.join(wd, "repl.prof")
+        plain = run([py, repl], wd)
+        res = run([py, repl], wd, lib=lib, env={"PYPROF_OUT": path, "PYPROF_HOOK": "eval"})
+        check_same_output(plain, res, "evaluator replaced", compare_stderr=False)
+        lines = pyprof_lines(res.err)
+        CHK.check(len(lines) == 2 and "replaced ours" in lines[0],
+                  "want a line saying our evaluator was replaced, then 'wrote': %s" % lines)
+        stats = load_prof(path)
+        expect_calls(stats, repl, "before", 3, 3)
+        CHK.check(not [k for k in stats if k[2] == "after"],
+                  "after() is in the profile, though it ran after the evaluator was replaced")
 
     CHK.section = "deep recursion"
     if minor < 11:  # no inlined calls there: the plain run itself overflows
