@@ -433,9 +433,9 @@ static int dump_fill_tmp(int fd, const void *data, size_t len) {
  * are in one directory. Async-signal-safe (system calls only).
  *
  * rename() over an existing file makes ext4 (auto_da_alloc, the default)
- * start writing the new file's data out at once, which cost 0.3 ms in the
- * call and about 1.4 ms of a short program's run time on this project's
- * machine. Swapping the two names with renameat2(RENAME_EXCHANGE) is just
+ * start writing the new file's data out at once: a small file took 0.43
+ * ms to write and replace that way on this project's machine, 0.15 ms
+ * with the exchange below (50 replaces in a C loop). Swapping the two names with renameat2(RENAME_EXCHANGE) is just
  * as atomic for readers (`path` always names a complete file, old or new)
  * and skips that; `tmp` then names the old file, which we unlink. With
  * PYPROF_FSYNC=1 the data is on disk already and plain rename() is used.
