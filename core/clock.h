@@ -27,6 +27,13 @@
  * any other, inside the gap of the function that made the call; the hook
  * counts them (pyprof_vclock_skip) and the next clock reading takes a bias
  * off for each, as it does for its own event.
+ *
+ * "Far" events (sys.monitoring only) cost more: CPython passes the event's
+ * bytecode offset to the callback as an int object, and an offset above
+ * 256 bytes (any call or return past the first few dozen instructions of
+ * a function) is a new int, allocated before the callback and freed after
+ * it, outside our readings. The hook counts those too (pyprof_vclock_far),
+ * and each takes `bias_far` more off.
  */
 #ifndef PYPROF_CLOCK_H
 #define PYPROF_CLOCK_H
@@ -51,6 +58,7 @@ typedef struct pyprof_clock {
   uint64_t sync_ticks;     /* cpu_hybrid: longest gap trusted as on-CPU */
   double ns_per_tick;      /* cpu_hybrid: TSC tick length */
   uint64_t bias;           /* ticks subtracted per event */
+  uint64_t bias_far;       /* ... and more per far event (see the top) */
   uint64_t tsc0;           /* calibration start: raw ticks ... */
   struct timespec mono0;   /* ... and CLOCK_MONOTONIC_RAW at that instant */
 } pyprof_clock;
@@ -120,6 +128,7 @@ typedef struct pyprof_vclock {
   uint64_t cpu_out; /* cpu_hybrid: ... and at raw_out */
   int in_hook;      /* between enter and leave: the profiler's time */
   uint32_t skipped; /* events let pass without a reading since the last */
+  uint32_t far;     /* far events (see the top) since the last reading */
 } pyprof_vclock;
 
 /* Thread CPU time in ns (a system call, ~1.7 us on this VM). */
@@ -131,7 +140,7 @@ static inline uint64_t pyprof_thread_cpu_ns(void) {
 static inline void pyprof_vclock_start(pyprof_vclock *c, uint64_t raw) {
   c->vt = 0;
   c->raw_out = c->raw_in = raw;
-  c->skipped = 0;
+  c->skipped = c->far = 0;
   c->cpu_in = c->cpu_out = pyprof_clk.cpu_hybrid ? pyprof_thread_cpu_ns() : 0;
 }
 
@@ -160,15 +169,21 @@ static inline uint64_t pyprof__cpu_gap(pyprof_vclock *c, uint64_t raw) {
  * clock: the next pyprof_vclock_enter() takes one more bias off. */
 static inline void pyprof_vclock_skip(pyprof_vclock *c) { c->skipped++; }
 
+/* The event being handled (or let pass) is a far one: the next
+ * pyprof_vclock_enter() takes bias_far more off. */
+static inline void pyprof_vclock_far(pyprof_vclock *c) { c->far++; }
+
 /* Hook entry: advances the clock by the time user code ran since the last
  * hook exit, less the bias of this event and of the events let pass since
- * then, never backwards. Returns the virtual time. */
+ * then (and bias_far for the far ones), never backwards. Returns the
+ * virtual time. */
 static inline uint64_t pyprof_vclock_enter(pyprof_vclock *c, uint64_t raw) {
   uint64_t d;
   if (__builtin_expect(pyprof_clk.cpu_hybrid, 0)) d = pyprof__cpu_gap(c, raw);
   else d = raw > c->raw_out ? raw - c->raw_out : 0;
-  uint64_t b = pyprof_clk.bias * (1u + (uint64_t)c->skipped);
-  c->skipped = 0;
+  uint64_t b = pyprof_clk.bias * (1u + (uint64_t)c->skipped) +
+               pyprof_clk.bias_far * c->far;
+  c->skipped = c->far = 0;
   d = d > b ? d - b : 0;
   c->vt += d;
   c->raw_out = raw;

@@ -87,6 +87,23 @@ int pyprof_parse_seconds(const char *s, double *out) {
   return 0;
 }
 
+/* "<seconds>" or "<seconds>,<seconds per far event>" (what `pyprof
+ * calibrate` prints on 3.12+). */
+static int parse_bias(const char *s, double *bias, double *far) {
+  const char *comma = strchr(s, ',');
+  *far = 0;
+  if (!comma) return pyprof_parse_seconds(s, bias);
+  char first[64];
+  size_t n = (size_t)(comma - s);
+  if (n >= sizeof first) return -1;
+  memcpy(first, s, n);
+  first[n] = '\0';
+  return pyprof_parse_seconds(first, bias) < 0 ||
+                 pyprof_parse_seconds(comma + 1, far) < 0
+             ? -1
+             : 0;
+}
+
 int pyprof_template_check(const char *tmpl) {
   if (!*tmpl) return -1;
   for (const char *p = tmpl; *p; p++) {
@@ -191,10 +208,11 @@ int pyprof_config_load(pyprof_config *c, const char *(*get)(const char *),
   }
   if ((v = get("PYPROF_BIAS"))) {
     if (strcmp(v, "auto") == 0) c->bias_auto = 1;
-    else if (pyprof_parse_seconds(v, &c->bias) < 0) {
+    else if (parse_bias(v, &c->bias, &c->bias_far) < 0) {
       snprintf(err, errlen,
                "invalid PYPROF_BIAS='%s' (expected seconds per event, e.g. "
-               "2.5e-8, or auto)", v);
+               "2.5e-8, optionally ,seconds more per far event, e.g. "
+               "2.5e-8,1.1e-8; or auto)", v);
       return -1;
     }
   }

@@ -25,6 +25,7 @@ typedef struct pyprof_config {
   pyprof_timer timer;
   int bias_auto;             /* PYPROF_BIAS=auto */
   double bias;               /* seconds per event (when not auto) */
+  double bias_far;           /* ... and more per far event (clock.h) */
   int snap_signal;           /* snapshot signal, 0 = off */
   int toggle_signal;         /* pause/resume signal, 0 = off */
   int start_paused;          /* PYPROF_START=paused */

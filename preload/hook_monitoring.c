@@ -59,12 +59,21 @@ static inline pyprof_thread *self_thread(void) {
   return t ? t : pyprof_attach();
 }
 
+/* Every callback gets the event's bytecode offset as args[1]: a cached,
+ * immortal small int up to 256, a new int above (a far event, core/
+ * clock.h). 3.12+ on 64 bits marks immortal objects with a negative low
+ * half of the reference count. */
+static inline void note_far(pyprof_thread *t, PyObject *offset) {
+  if ((int32_t)*(Py_ssize_t *)offset >= 0) pyprof_vclock_far(&t->clock);
+}
+
 /* A Python function starts: args[0] is its code object. */
 static PyObject *on_start(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   (void)m;
   (void)n;
   pyprof_thread *t;
   if ((__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) || !(t = self_thread())) RETURN_NONE;
+  note_far(t, args[1]);
   uint64_t now = pyprof_vclock_enter(&t->clock, pyprof_clock_read());
   pyprof_enter_code(t, args[0], now);
   pyprof_vclock_leave(&t->clock);
@@ -78,6 +87,7 @@ static PyObject *on_stop(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   (void)n;
   pyprof_thread *t;
   if ((__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) || !(t = self_thread())) RETURN_NONE;
+  note_far(t, args[1]);
   pyprof_leave(t, pyprof_vclock_enter(&t->clock, pyprof_clock_read()));
   pyprof_vclock_leave(&t->clock);
   RETURN_NONE;
@@ -121,9 +131,11 @@ static pyprof_fid name_builtin(PyObject *callable, PyObject *arg0) {
 }
 
 /* An event let pass: counted for the bias (see the top of this file). */
-static inline void skip(void) {
+static inline void skip(PyObject *offset) {
   pyprof_thread *t = pyprof_tls;
-  if (t) pyprof_vclock_skip(&t->clock);
+  if (!t) return;
+  pyprof_vclock_skip(&t->clock);
+  note_far(t, offset);
 }
 
 /* CALL: args = (code, offset, callable, arg0 or MISSING). */
@@ -134,10 +146,11 @@ static PyObject *on_call(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   pyprof_thread *t;
   if (__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) RETURN_NONE;
   if (!(key = builtin_key(args[2], args[3]))) {
-    skip();
+    skip(args[1]);
     RETURN_NONE;
   }
   if (!(t = self_thread())) RETURN_NONE;
+  note_far(t, args[1]);
   uint64_t now = pyprof_vclock_enter(&t->clock, pyprof_clock_read());
   pyprof_entry *e = pyprof_lookup(t, key);
   if (__builtin_expect(!e, 0))
@@ -155,10 +168,11 @@ static PyObject *on_c_stop(PyObject *m, PyObject *const *args, Py_ssize_t n) {
   pyprof_thread *t;
   if (__builtin_expect(pyprof_on != 1, 0) && !pyprof_on_slow()) RETURN_NONE;
   if (!builtin_key(args[2], args[3])) {
-    skip();
+    skip(args[1]);
     RETURN_NONE;
   }
   if (!(t = self_thread())) RETURN_NONE;
+  note_far(t, args[1]);
   pyprof_leave(t, pyprof_vclock_enter(&t->clock, pyprof_clock_read()));
   pyprof_vclock_leave(&t->clock);
   RETURN_NONE;

@@ -159,10 +159,11 @@ static void dump(int skip_empty, int snapshot) {
   }
   if (skip_empty && s.nrows == 0) goto out_snap;
   double tick = pyprof_clock_tick_seconds();
-  char tick_s[32], bias_s[32], res_s[32], pid_s[24], ver_s[32], thr_s[16],
-      drop_s[24];
+  char tick_s[32], bias_s[32], far_s[32], res_s[32], pid_s[24], ver_s[32],
+      thr_s[16], drop_s[24];
   snprintf(tick_s, sizeof tick_s, "%.17g", tick);
   snprintf(bias_s, sizeof bias_s, "%.17g", (double)pyprof_clk.bias * tick);
+  snprintf(far_s, sizeof far_s, "%.17g", (double)pyprof_clk.bias_far * tick);
   snprintf(res_s, sizeof res_s, "%.3g", pyprof_clock_resolution());
   snprintf(pid_s, sizeof pid_s, "%ld", (long)getpid());
   snprintf(ver_s, sizeof ver_s, "%d.%d.%d", py.major, py.minor, py.micro);
@@ -175,6 +176,7 @@ static void dump(int skip_empty, int snapshot) {
       {"tick_seconds", tick_s},
       {"resolution_seconds", res_s},
       {"bias_seconds", bias_s},
+      {"bias_far_seconds", far_s},
       {"python", ver_s},
       {"pid", pid_s},
       {"threads", thr_s},
@@ -340,10 +342,13 @@ static void start(void) {
                "hook");
   }
   if (pyprof_cfg.bias_auto) {
-    pyprof_clk.bias = pyprof_calibrate();
-  } else if (pyprof_cfg.bias > 0) {
+    pyprof_clk.bias = pyprof_calibrate(&pyprof_clk.bias_far);
+  } else if (pyprof_cfg.bias > 0 || pyprof_cfg.bias_far > 0) {
     double tick = pyprof_clock_tick_seconds();
     pyprof_clk.bias = (uint64_t)(pyprof_cfg.bias / tick + 0.5);
+    /* Only sys.monitoring has far events (core/clock.h). */
+    if (pyprof_use_monitoring)
+      pyprof_clk.bias_far = (uint64_t)(pyprof_cfg.bias_far / tick + 0.5);
   }
   pyprof_snapshot_init();
   if (register_atexit() < 0)

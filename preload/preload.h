@@ -115,7 +115,7 @@ void pyprof_names_atfork(int phase);
 
 /* calibrate.c: bias in ticks per event for PYPROF_BIAS=auto. GIL held,
  * before profiling starts. */
-uint64_t pyprof_calibrate(void);
+uint64_t pyprof_calibrate(uint64_t *bias_far); /* bias per event */
 
 /* hook_eval.c (3.11+, PYPROF_HOOK=eval) */
 extern int pyprof_use_eval;       /* chosen once at start */

@@ -369,12 +369,13 @@ def case_run_count():
 
 
 def case_run_options():
-    """--timer cpu, --bias 1e-7, --quiet and --out with %n reach the
-    library (seen in the file's metadata and name). Invalid values of
+    """--timer cpu, --bias 1e-7,3e-8 (per event, per far event), --quiet and
+    --out with %n reach the library (seen in the file's metadata and name;
+    the far part only on sys.monitoring). Invalid values of
     each, and invalid PYPROF_* values inherited, exit 2 with one line and
     do not start the command."""
     write(os.path.join(A.workdir, "work.py"), WORKLOAD)
-    r = cli("run", "--timer", "cpu", "--bias", "1e-7", "--quiet",
+    r = cli("run", "--timer", "cpu", "--bias", "1e-7,3e-8", "--quiet",
             "--out", "o.%n.prof", A.python, "work.py")
     CHK.equal(r.status, 0, "status")
     CHK.equal(r.err, "", "stderr with --quiet")
@@ -385,11 +386,17 @@ def case_run_options():
         CHK.equal(meta.get("timer"), "cpu", "metadata timer")
         bias = float(meta.get("bias_seconds", "nan"))
         CHK.check(abs(bias - 1e-7) < 1e-8, "bias_seconds %r, want ~1e-7" % bias)
+        # the far part applies only where there are far events (sys.monitoring)
+        far = float(meta.get("bias_far_seconds", "nan"))
+        want = 3e-8 if meta.get("hook") == "sys.monitoring" else 0.0
+        CHK.check(abs(far - want) < 1e-9, "bias_far_seconds %r, want %g (hook %s)"
+                  % (far, want, meta.get("hook")))
         check_counts(stats, 1, "--timer cpu")
 
     marker = os.path.join(A.workdir, "ran")
     touch = ["--", "sh", "-c", "touch " + q(marker)]
     for args in (["--timer", "fast"], ["--bias", "-1"], ["--bias", "2"],
+                 ["--bias", "1e-8,x"], ["--bias", "1e-8,2e-8,3e-8"],
                  ["--bias", "abc"], ["--out", ""], ["--out", "x%"],
                  ["--out", "p%q"], ["--out", "nodir/x.prof"],
                  ["--signal", "KILL"], ["--signal", "SEGV"],
@@ -1778,9 +1785,12 @@ def case_calibrate():
     r = cli("calibrate", "--runs", "3", "--python", A.python, timeout=180)
     CHK.equal(r.status, 0, "status (%s)" % r.err.strip())
     out = lines(r.out)
-    m = re.match(r"^PYPROF_BIAS=(\S+)$", out[-1]) if out else None
+    m = re.match(r"^PYPROF_BIAS=([^,\s]+)(?:,(\S+))?$", out[-1]) if out else None
     if CHK.check(m, "last line: %r" % r.out):
         CHK.check(float(m.group(1)) > 0, "bias %s not positive" % m.group(1))
+        CHK.check(m.group(2) is None or float(m.group(2)) > 0,
+                  "far bias %s not positive" % m.group(2))
+        m = re.match(r"^PYPROF_BIAS=(\S+)$", out[-1])
         r2 = cli("run", "--quiet", "--bias", m.group(1), "--", "true")
         CHK.equal(r2.status, 0, "run --bias %s (%s)" % (m.group(1), r2.err))
     CHK.check(re.search(r"median \S+ s, min \S+ s, max \S+ s, spread", r.out)
@@ -1992,6 +2002,9 @@ def main():
         shutil.rmtree(A.workdir)
     os.makedirs(A.workdir)
     print("case %s: %s" % (A.case, CASES[A.case].__doc__.strip()), flush=True)
+    if not os.access(A.python, os.X_OK):
+        print("SKIP: no interpreter at %s" % A.python)
+        return SKIP
     try:
         CASES[A.case]()
     except Skip as e:

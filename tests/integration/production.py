@@ -1119,7 +1119,8 @@ BAD = [
     ("PYPROF_QUIET", "maybe"), ("PYPROF_QUIET", ""),
     ("PYPROF_TIMER", "bogus"), ("PYPROF_TIMER", ""),
     ("PYPROF_BIAS", "-1"), ("PYPROF_BIAS", "2"), ("PYPROF_BIAS", "abc"), ("PYPROF_BIAS", "nan"),
-    ("PYPROF_BIAS", "1e-3x"),
+    ("PYPROF_BIAS", "1e-3x"), ("PYPROF_BIAS", "1e-8,"), ("PYPROF_BIAS", ",1e-8"),
+    ("PYPROF_BIAS", "1e-8,2e-8,3e-8"), ("PYPROF_BIAS", "1e-8,-1"), ("PYPROF_BIAS", "auto,1e-8"),
     ("PYPROF_SIGNAL", "USR3"), ("PYPROF_SIGNAL", "KILL"), ("PYPROF_SIGNAL", "0"),
     ("PYPROF_SIGNAL", "65"), ("PYPROF_SIGNAL", "RTMIN+99"), ("PYPROF_SIGNAL", "SEGV"),
     ("PYPROF_TOGGLE_SIGNAL", "bogus"), ("PYPROF_TOGGLE_SIGNAL", "USR2"),  # = the default PYPROF_SIGNAL

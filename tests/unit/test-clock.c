@@ -106,6 +106,35 @@ TEST_IMPL(bias_skipped_events) {
   return TEST_OK;
 }
 
+/* Far events (sys.monitoring, offsets past 256) take bias_far more each,
+ * whether handled or let pass, clamped like the rest; the count starts
+ * again after every reading and with a new clock. */
+TEST_IMPL(bias_far_events) {
+  pyprof_clock_init(PYPROF_TIMER_MONOTONIC);
+  pyprof_clk.two_reads = 0;
+  pyprof_clk.bias = 10;
+  pyprof_clk.bias_far = 7;
+  pyprof_vclock c;
+  pyprof_vclock_start(&c, 1000);
+  ASSERT_EQ_U(c.far, 0);
+  pyprof_vclock_skip(&c);
+  pyprof_vclock_far(&c);                           /* the skipped one */
+  pyprof_vclock_far(&c);                           /* this one */
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 1100), 66);  /* 100 - 2*10 - 2*7 */
+  ASSERT_EQ_U(c.far, 0);
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 1200), 156); /* a near event */
+  pyprof_vclock_far(&c);
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 1210), 156); /* 17 > 10: clamped */
+  pyprof_vclock_far(&c);
+  pyprof_vclock_start(&c, 2000); /* a new clock starts with none */
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 2100), 90);
+  pyprof_clk.bias = 0;
+  pyprof_vclock_far(&c); /* bias_far alone */
+  ASSERT_EQ_U(pyprof_vclock_enter(&c, 2200), 183);
+  pyprof_clk.bias_far = 0;
+  return TEST_OK;
+}
+
 /* The hybrid thread-CPU clock: busy time between close events is counted
  * (TSC), a sleep across a long gap is not (real thread CPU clock), and over
  * a run the total agrees with CLOCK_THREAD_CPUTIME_ID. */
@@ -139,4 +168,4 @@ TEST_IMPL(cpu_hybrid) {
 
 TEST_MAIN(TEST_ENTRY(timer_names) TEST_ENTRY(wall_source)
               TEST_ENTRY(tsc_frequency) TEST_ENTRY(bias_and_clamp)
-                  TEST_ENTRY(bias_skipped_events) TEST_ENTRY(cpu_hybrid))
+                  TEST_ENTRY(bias_skipped_events) TEST_ENTRY(bias_far_events) TEST_ENTRY(cpu_hybrid))

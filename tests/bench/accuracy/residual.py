@@ -19,6 +19,9 @@ Shapes:
   small    main() of tests/bench/workloads/small_funcs.py
   oo       main() of tests/bench/workloads/oo_methods.py (built-ins,
            properties, classes: its event count is approximate)
+  far      a loop making eight calls of a one-line function, all past byte
+           offset 256 of its function: on sys.monitoring each such CALL
+           event gets a newly allocated offset int (core/clock.h)
 """
 import os
 import signal
@@ -55,6 +58,19 @@ def nested(n):
         pair()
 
 
+def far(n):
+    x = 0
+    if n < 0:  # never runs: moves the loop's calls past offset 256
+        x = x + 1; x = x + 2; x = x + 3; x = x + 4; x = x + 5; x = x + 6
+        x = x + 7; x = x + 8; x = x + 9; x = x + 10; x = x + 11; x = x + 12
+        x = x + 13; x = x + 14; x = x + 15; x = x + 16; x = x + 17; x = x + 18
+        x = x + 19; x = x + 20; x = x + 21; x = x + 22; x = x + 23; x = x + 24
+    for _ in range(n // 4):
+        x = plus1(x); x = plus1(x); x = plus1(x); x = plus1(x)
+        x = plus1(x); x = plus1(x); x = plus1(x); x = plus1(x)
+    return x
+
+
 def small(n):
     small_funcs.main()
 
@@ -63,7 +79,7 @@ def oo(n):
     oo_methods.main()
 
 
-SHAPES = {"flat": flat, "nested": nested, "small": small, "oo": oo}
+SHAPES = {"flat": flat, "nested": nested, "small": small, "oo": oo, "far": far}
 
 
 def toggle():
