@@ -391,6 +391,12 @@ def case_run_options():
         want = 3e-8 if meta.get("hook") == "sys.monitoring" else 0.0
         CHK.check(abs(far - want) < 1e-9, "bias_far_seconds %r, want %g (hook %s)"
                   % (far, want, meta.get("hook")))
+        head = cli("view", path).out
+        mb = re.search(r"bias (\S+) s/event", head)
+        CHK.check(mb and abs(float(mb.group(1)) - 1e-7) < 1e-9 and
+                  (("per far event" in head) == (want > 0)),
+                  "view header shows the bias (and the far one on "
+                  "sys.monitoring only): %r" % head[:400])
         check_counts(stats, 1, "--timer cpu")
 
     marker = os.path.join(A.workdir, "ran")
