@@ -19,6 +19,7 @@ Shapes:
   small    main() of tests/bench/workloads/small_funcs.py
   oo       main() of tests/bench/workloads/oo_methods.py (built-ins,
            properties, classes: its event count is approximate)
+  builtin  a loop making four calls of built-ins (abs, len): two events each
   far      a loop making eight calls of a one-line function, all past byte
            offset 256 of its function: on sys.monitoring each such CALL
            event gets a newly allocated offset int (core/clock.h)
@@ -71,6 +72,12 @@ def far(n):
     return x
 
 
+def builtin(n):
+    s = "abc"
+    for i in range(n // 2):
+        abs(i); len(s); abs(-i); len(s)
+
+
 def small(n):
     small_funcs.main()
 
@@ -79,7 +86,8 @@ def oo(n):
     oo_methods.main()
 
 
-SHAPES = {"flat": flat, "nested": nested, "small": small, "oo": oo, "far": far}
+SHAPES = {"flat": flat, "nested": nested, "small": small, "oo": oo, "far": far,
+          "builtin": builtin}
 
 
 def toggle():
