@@ -30,9 +30,9 @@
  *
  * "Far" events (sys.monitoring only) cost more: CPython passes the event's
  * bytecode offset to the callback as an int object, and an offset above
- * 256 bytes (any call or return past the first few dozen instructions of
- * a function) is a new int, allocated before the callback and freed after
- * it, outside our readings. The hook counts those too (pyprof_vclock_far),
+ * 256 bytes (a call or return past the first seven or eight statements of
+ * a function, with 3.12's inline caches) is a new int, allocated before
+ * the callback and freed after it, outside our readings. The hook counts those too (pyprof_vclock_far),
  * and each takes `bias_far` more off.
  */
 #ifndef PYPROF_CLOCK_H
