@@ -63,6 +63,10 @@ static volatile sig_atomic_t fatal_pending;
 /* The dumper thread's kernel id, 0 if none. Async-signal-safe. */
 pid_t pyprof_dumper_tid(void) { return dumper_running ? dumper_tid : 0; }
 
+/* Whether a dumper thread has been created (it may not have run yet).
+ * Async-signal-safe. */
+int pyprof_dumper_started(void) { return dumper_running; }
+
 /* Async-signal-safe: write(2) of one byte, errno preserved. */
 static void post(unsigned char msg) {
   int saved = errno;

@@ -268,35 +268,86 @@ static int (*unw_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
 static int (*unw_name)(unw_cursor_t *, char *, size_t, unw_word_t *);
 static int (*unw_info)(unw_cursor_t *, unw_proc_info_t *);
 
+/* 0: not loaded, 1: the dumper thread is loading it, 2: done (loaded or
+ * failed). unw_init2 is published last, after the warm-up unwind below:
+ * a crash in the first milliseconds, while the dumper is still loading,
+ * once ran libunwind in the crashing thread during its first-time setup
+ * in the dumper, and glibc aborted ("double free") inside the report. */
+static volatile int unwinder_state;
+
 /* Loads libunwind (about 1 ms: done by the dumper thread, off the path
  * of the program's start). */
 void pyprof_crash_load_unwinder(void) {
-  static int done;
-  if (done || !pyprof_cfg.crash) return;
-  done = 1;
+  if (unwinder_state != 0 || !pyprof_cfg.crash) return;
+  __atomic_store_n(&unwinder_state, 1, __ATOMIC_SEQ_CST);
+  int (*init2)(unw_cursor_t *, unw_context_t *, int) = NULL;
   void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
-  if (!h) return;
-  *(void **)&unw_init2 = dlsym(h, "_ULx86_64_init_local2");
-  *(void **)&unw_step_ = dlsym(h, "_ULx86_64_step");
-  *(void **)&unw_reg = dlsym(h, "_ULx86_64_get_reg");
-  *(void **)&unw_name = dlsym(h, "_ULx86_64_get_proc_name");
-  *(void **)&unw_info = dlsym(h, "_ULx86_64_get_proc_info");
-  if (!unw_init2 || !unw_step_ || !unw_reg || !unw_name || !unw_info) {
-    unw_init2 = NULL;
-    return;
+  if (h) {
+    *(void **)&init2 = dlsym(h, "_ULx86_64_init_local2");
+    *(void **)&unw_step_ = dlsym(h, "_ULx86_64_step");
+    *(void **)&unw_reg = dlsym(h, "_ULx86_64_get_reg");
+    *(void **)&unw_name = dlsym(h, "_ULx86_64_get_proc_name");
+    *(void **)&unw_info = dlsym(h, "_ULx86_64_get_proc_info");
+    if (!unw_step_ || !unw_reg || !unw_name || !unw_info) init2 = NULL;
   }
-  /* One unwind here, so that libunwind sets itself up now, in this
-   * thread, and not in a signal handler. */
-  ucontext_t uc;
-  unw_cursor_t cur;
-  if (getcontext(&uc) == 0 && unw_init2(&cur, (unw_context_t *)&uc, 0) == 0)
-    unw_step_(&cur);
+  if (init2) {
+    /* One unwind here, so that libunwind sets itself up now, in this
+     * thread, and not in a signal handler. */
+    ucontext_t uc;
+    unw_cursor_t cur;
+    if (getcontext(&uc) == 0 && init2(&cur, (unw_context_t *)&uc, 0) == 0)
+      unw_step_(&cur);
+    __atomic_store_n(&unw_init2, init2, __ATOMIC_RELEASE);
+  }
+  __atomic_store_n(&unwinder_state, 2, __ATOMIC_SEQ_CST);
+}
+
+/* Whether libunwind can be used. A crash before the dumper thread has
+ * loaded it (it starts at once, the crash can come sooner) waits for
+ * that, up to 500 ms: the dumper needs nothing the crashing thread holds,
+ * unless it crashed inside malloc or the loader. Async-signal-safe
+ * (nanosleep). */
+static int unwinder_ready(void) {
+  pid_t me = (pid_t)syscall(SYS_gettid);
+  for (int i = 0; i < 500 && unwinder_state != 2 && pyprof_cfg.crash &&
+                  pyprof_dumper_started() && pyprof_dumper_tid() != me;
+       i++) {
+    struct timespec d = {0, 1000000};
+    nanosleep(&d, NULL);
+  }
+  return __atomic_load_n(&unw_init2, __ATOMIC_ACQUIRE) != NULL;
+}
+
+/* Stack that unwinding and naming frames may take below native_stack():
+ * libunwind's DWARF state and ELF symbol lookup, and our own frames. Measured
+ * at 5.4-5.5 kB (a stack pattern overwritten, on 3.9, 3.11 and 3.12); twice
+ * that and more. */
+#define UNWIND_STACK_ROOM (12 * 1024)
+
+/* Whether this handler has room for libunwind. It runs on our own 64 kB
+ * alternate stack, or on the one the interpreter had already set (3.8:
+ * 27 kB, 18.5 kB left here). But a program that enables faulthandler after
+ * we started gives the thread faulthandler's (17 kB), and the signal
+ * faulthandler re-raises reaches us nested on it, below its handler and two
+ * signal frames, with 5.3 kB left: unwinding there ran off its end into the
+ * heap, and glibc aborted in free(). Async-signal-safe (sigaltstack). */
+static int stack_room_ok(void) {
+  stack_t cur;
+  if (sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_ONSTACK)) return 1;
+  char here;
+  uintptr_t lo = (uintptr_t)cur.ss_sp, sp = (uintptr_t)&here;
+  return sp > lo && sp - lo >= UNWIND_STACK_ROOM;
 }
 
 /* Native frames from the signal context. Written defensively (see top). */
 static void native_stack(rep *r, void *uc) {
   unw_cursor_t cur;
-  if (!unw_init2 || unw_init2(&cur, (unw_context_t *)uc, 1 /* signal */) < 0) {
+  if (!stack_room_ok()) {
+    rep_s(r, "    (not unwound: this handler runs on another handler's small "
+             "signal stack, faulthandler's?)\n");
+    return;
+  }
+  if (!unwinder_ready() || unw_init2(&cur, (unw_context_t *)uc, 1 /* signal */) < 0) {
     rep_s(r, "    (libunwind not available)\n");
     return;
   }
@@ -373,7 +424,8 @@ static void on_unwind(int sig, siginfo_t *si, void *uc) {
   int saved = errno;
   pid_t me = (pid_t)syscall(SYS_gettid);
   uslot *slots = __atomic_load_n(&uslots, __ATOMIC_ACQUIRE);
-  if (slots && unw_init2 && si && si->si_code == SI_TKILL &&
+  if (slots && __atomic_load_n(&unw_init2, __ATOMIC_ACQUIRE) && si &&
+      si->si_code == SI_TKILL &&
       si->si_pid == getpid())
     for (int i = 0; i < NUSLOTS; i++) {
       int want = US_PENDING;
@@ -564,7 +616,7 @@ static int list_tids(pid_t *out, int cap) {
  * process but the caller, waiting at most `wait_ms` for their answers.
  * Async-signal-safe apart from what on_unwind does in each thread. */
 static void native_stacks_of_others(rep *r, int wait_ms) {
-  if (!unw_init2) {
+  if (!unwinder_ready()) {
     rep_s(r, "  (libunwind not available)\n");
     return;
   }

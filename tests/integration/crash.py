@@ -15,6 +15,7 @@ Scenarios (each function's docstring gives the exact expectations):
   faulthandler      python -X faulthandler: our report, then faulthandler's, unchanged
   late_faulthandler faulthandler.enable() after start: its output, then ours
   sent              SIGSEGV sent with kill(2) to a sleeping process
+  early             the program's first statement sends itself SIGSEGV: native frames still
   off               PYPROF_CRASH=0: nothing of ours, same death as without the library
   symbols           every `symbol+0xOFF` of the native stack lies inside that symbol
   altstack          finished threads do not keep their alternate signal stacks
@@ -148,6 +149,7 @@ class Report:
         self.tid = self.pid = None
         self.threads = []   # [{"tid", "crashed", "frames": [(name, file, line)]}]
         self.native = []    # [{"n", "ip", "sym", "off", "lib"}]
+        self.native_note = None  # "(...)" instead of frames
         self.others = {}    # {tid: [native frames as above] or [note]}
         lines = text.split("\n")
         if lines and lines[-1] == "":
@@ -207,6 +209,9 @@ class Report:
                 if m:
                     self.native.append(native_frame(m))
                     continue
+                if NOTE_RE.match(line) and not self.native:
+                    self.native_note = line.strip()  # why there are no frames
+                    continue
                 self.problems.append("unexpected line in the native stack: %r" % line)
         if part == "python":
             self.problems.append("no 'Native stack of the crashing thread:' line")
@@ -237,7 +242,7 @@ def report_from_stderr(err):
     while j < len(lines) and not lines[j].startswith("Native stack of the crashing thread:"):
         j += 1
     j += 1
-    while j < len(lines) and NATIVE_RE.match(lines[j]):
+    while j < len(lines) and (NATIVE_RE.match(lines[j]) or NOTE_RE.match(lines[j])):
         j += 1
     if j < len(lines) and lines[j] == "Native stacks of the other threads:":
         j += 1
@@ -634,7 +639,11 @@ def scenario_late_faulthandler(py, lib, wd):
     .crash.txt equals it; .prof with helper 3.  The re-raised signal
     carries no fault address (si_code <= 0: its si_addr bytes hold the
     sender's pid and uid): the report must not print the pid as the fault
-    address — only the true one (0x0) or none."""
+    address — only the true one (0x0) or none.  The handler then runs on
+    faulthandler's alternate stack (about 20 kB): the native stack is
+    either unwound or replaced by a note saying why not, and the process
+    still dies by SIGSEGV (unwinding there once overflowed into the heap
+    and glibc aborted)."""
     frames = nested_expect(py, "segv")
     out = fresh_dir(os.path.join(wd, "out"))
     prof = os.path.join(out, "late.prof")
@@ -653,6 +662,10 @@ def scenario_late_faulthandler(py, lib, wd):
                   "report says 'at address %s' for a signal re-raised by faulthandler "
                   "(pid %d = %#x): si_addr is not an address when si_code <= 0"
                   % (rep.addr, res.pid, res.pid))
+        # faulthandler's alternate stack is too small for libunwind: we say
+        # so instead of unwinding (which once ran off it into the heap)
+        CHK.check(rep.native or rep.native_note,
+                  "neither native frames nor a note saying why not:\n" + rep.text)
     CHK.equal(len(wrote_lines(res, prof)), 1, "'pyprof: wrote %s' lines" % prof)
     check_prof(prof, {"helper": 3, "leaf": 1}, res=res)
 
@@ -694,6 +707,26 @@ def scenario_sent(py, lib, wd):
                       "(%#x): that is si_pid read as si_addr" % (rep.addr, me, me))
         CHK.equal(len(wrote_lines(res, prof)), 1, "'pyprof: wrote %s' lines" % prof)
         check_prof(prof, {"helper": 3, "leaf": 1, "~<built-in method time.sleep>": 1}, res=res)
+
+
+def scenario_early(py, lib, wd):
+    """python -c 'import os; os.kill(os.getpid(), 11)', five times: the
+    crash comes before the dumper thread has loaded libunwind.  Each run:
+    -SIGSEGV, a well-formed report whose crashing thread has native frames
+    (the handler waits for the load; before, about one run in three said
+    'libunwind not available'), and the .prof written."""
+    for k in range(5):
+        CHK.section = "run %d" % k
+        out = fresh_dir(os.path.join(wd, "out%d" % k))
+        prof = os.path.join(out, "early.prof")
+        res = run([py, "-c", "import os; os.kill(os.getpid(), 11)"], wd, lib=lib,
+                  env={"PYPROF_OUT": prof})
+        CHK.equal(res.status, -signal.SIGSEGV, "exit status")
+        rep = check_report(res, prof + ".crash.txt", signal.SIGSEGV)
+        if rep:
+            CHK.check(rep.native and any(f["sym"] for f in rep.native),
+                      "no named native frame in the crashing thread's stack:\n" + rep.text)
+        CHK.check(os.path.exists(prof), "no %s" % prof)
 
 
 # ---------------------------------------------------------------------------
@@ -1088,6 +1121,7 @@ SCENARIOS = {
     "faulthandler": scenario_faulthandler,
     "late_faulthandler": scenario_late_faulthandler,
     "sent": scenario_sent,
+    "early": scenario_early,
     "off": scenario_off,
     "symbols": scenario_symbols,
     "altstack": scenario_altstack,
