@@ -57,14 +57,21 @@ TEST_IMPL(tsc_frequency) {
   return TEST_OK;
 }
 
+/* A monotonic clock read once per event, with these biases, and a virtual
+ * clock started at raw time 1000. */
+static void biased_clock(pyprof_vclock *c, uint64_t bias, uint64_t bias_far) {
+  pyprof_clock_init(PYPROF_TIMER_MONOTONIC);
+  pyprof_clk.two_reads = 0;
+  pyprof_clk.bias = bias;
+  pyprof_clk.bias_far = bias_far;
+  pyprof_vclock_start(c, 1000);
+}
+
 /* The bias comes off each event; a gap shorter than the bias counts 0 and
  * the clock never goes backwards. */
 TEST_IMPL(bias_and_clamp) {
-  pyprof_clock_init(PYPROF_TIMER_MONOTONIC);
-  pyprof_clk.two_reads = 0;
-  pyprof_clk.bias = 10;
   pyprof_vclock c;
-  pyprof_vclock_start(&c, 1000);
+  biased_clock(&c, 10, 0);
   ASSERT_EQ_U(pyprof_vclock_enter(&c, 1100), 90);
   ASSERT_EQ_U(pyprof_vclock_enter(&c, 1105), 90); /* 5 < bias: clamped */
   ASSERT_EQ_U(pyprof_vclock_enter(&c, 1100), 90); /* raw went back */
@@ -83,11 +90,8 @@ TEST_IMPL(bias_and_clamp) {
  * functions) cost a bias each, taken off at the next reading, clamped like
  * the others; the count starts again after every reading. */
 TEST_IMPL(bias_skipped_events) {
-  pyprof_clock_init(PYPROF_TIMER_MONOTONIC);
-  pyprof_clk.two_reads = 0;
-  pyprof_clk.bias = 10;
   pyprof_vclock c;
-  pyprof_vclock_start(&c, 1000);
+  biased_clock(&c, 10, 0);
   ASSERT_EQ_U(c.skipped, 0);
   pyprof_vclock_skip(&c);
   pyprof_vclock_skip(&c);
@@ -110,12 +114,8 @@ TEST_IMPL(bias_skipped_events) {
  * whether handled or let pass, clamped like the rest; the count starts
  * again after every reading and with a new clock. */
 TEST_IMPL(bias_far_events) {
-  pyprof_clock_init(PYPROF_TIMER_MONOTONIC);
-  pyprof_clk.two_reads = 0;
-  pyprof_clk.bias = 10;
-  pyprof_clk.bias_far = 7;
   pyprof_vclock c;
-  pyprof_vclock_start(&c, 1000);
+  biased_clock(&c, 10, 7);
   ASSERT_EQ_U(c.far, 0);
   pyprof_vclock_skip(&c);
   pyprof_vclock_far(&c);                           /* the skipped one */
