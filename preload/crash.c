@@ -3,7 +3,7 @@
  *
  * On SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGABRT (PYPROF_CRASH=1, the
  * default) the handler, on an alternate stack so that a stack overflow is
- * reported too:
+ * reported too, and then on a stack of its own (on_crash):
  *   1. writes a crash report to stderr and to "<profile path>.crash.txt":
  *      the signal and faulting address, the Python stack of every thread
  *      (from our shadow stacks: function and file:first line), and the
@@ -21,8 +21,8 @@
  *     stack being changed by its thread can at worst give a wrong frame),
  *     the wait for the dumper (write/poll), chaining (sigaction, raise).
  *   written defensively, not strictly async-signal-safe: libunwind's local
- *     unwinder (designed to run in signal handlers; loaded with dlopen at
- *     start, never in the handler) and dladdr() for library names (takes
+ *     unwinder (designed to run in signal handlers; loaded with dlopen by
+ *     the dumper thread, never in the handler) and dladdr() for library names (takes
  *     the loader's lock: a crash inside the dynamic loader could hang here,
  *     which the dumper's bounded wait does not cover). A second fault
  *     while reporting goes straight to the previous disposition.
@@ -259,7 +259,7 @@ __attribute__((no_sanitize("thread"))) static void python_stacks(rep *r, const p
   }
 }
 
-/* ---- native stack (libunwind, loaded at start) ---------------------------- */
+/* ---- native stack (libunwind, loaded by the dumper thread) ----------------- */
 
 #ifdef HAVE_LIBUNWIND
 static int (*unw_init2)(unw_cursor_t *, unw_context_t *, int);
@@ -325,13 +325,11 @@ static int unwinder_ready(void) {
  * that and more. */
 #define UNWIND_STACK_ROOM (12 * 1024)
 
-/* Whether this handler has room for libunwind. It runs on our own 64 kB
- * alternate stack, or on the one the interpreter had already set (3.8:
- * 27 kB, 18.5 kB left here). But a program that enables faulthandler after
- * we started gives the thread faulthandler's (17 kB), and the signal
- * faulthandler re-raises reaches us nested on it, below its handler and two
- * signal frames, with 5.3 kB left: unwinding there ran off its end into the
- * heap, and glibc aborted in free(). Async-signal-safe (sigaltstack). */
+/* Whether this handler has room for libunwind. The report runs on its own
+ * stack (on_crash), so this only matters if switching to it failed: on a
+ * signal stack set by someone else it may be small (faulthandler's, nested:
+ * 5.3 kB left), and unwinding there ran off its end into the heap.
+ * Async-signal-safe (sigaltstack). */
 static int stack_room_ok(void) {
   stack_t cur;
   if (sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_ONSTACK)) return 1;
@@ -729,20 +727,17 @@ static int open_beside_profile(const char *suffix) {
 
 /* Puts the previous disposition of `sig` back and lets the signal happen
  * again under it. Async-signal-safe. */
-static void chain(int i, int sig, siginfo_t *si) {
+static void chain(int sig, siginfo_t *si) {
+  size_t i = 0;
+  while (i < NCRASH - 1 && crash_sigs[i] != sig) i++;
   sigaction(sig, &prev_action[i], NULL);
   /* A fault re-executes the faulting instruction when we return; a
    * signal that was sent (abort(), kill) has to be raised again. */
   if (si->si_code <= 0 || sig == SIGABRT) raise(sig);
 }
 
-static void on_crash(int sig, siginfo_t *si, void *uc) {
-  int saved = errno, i = 0;
-  while (i < (int)NCRASH - 1 && crash_sigs[i] != sig) i++;
-  if (__atomic_exchange_n(&crashing, 1, __ATOMIC_SEQ_CST)) {
-    chain(i, sig, si); /* a fault while reporting, or a second crash */
-    return;
-  }
+/* Steps 1 and 2 (see top), for the one thread that crashed first. */
+static void crash_report(int sig, siginfo_t *si, void *uc) {
   rep r;
   rep_init(&r, 2, open_beside_profile(".crash.txt"));
   pyprof_thread *self = pyprof_tls;
@@ -767,7 +762,53 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
   rep_flush(&r);
   if (r.fd[1] >= 0) close(r.fd[1]);
   pyprof_control_crash_dump(5000);
-  chain(i, sig, si);
+}
+
+/* The report runs on a stack of its own. The handler can be entered on
+ * another handler's small signal stack: a program that enables
+ * faulthandler after we started gives the thread faulthandler's (17 kB),
+ * and the signal faulthandler raises again reaches us nested on it with
+ * 5.3 kB left. The report takes ~9 kB before libunwind's ~5.5 kB, so it
+ * used to run off that stack's end and write silently into the heap below
+ * it (found when a libunwind load during such a crash walked a link_map
+ * the report had overwritten). Only the first crashing thread reports
+ * (`crashing`), so one stack serves; in .bss, it costs nothing until
+ * used. */
+static unsigned char report_stack[64 * 1024] __attribute__((aligned(64)));
+static ucontext_t report_ctx, handler_ctx;
+static struct {
+  int sig;
+  siginfo_t *si;
+  void *uc;
+} report_args;
+
+static void report_on_own_stack(void) {
+  crash_report(report_args.sig, report_args.si, report_args.uc);
+}
+
+/* The handler. getcontext/makecontext/swapcontext are not on POSIX's
+ * async-signal-safe list; in glibc on x86-64 they are register moves and
+ * one rt_sigprocmask(2), which is. */
+static void on_crash(int sig, siginfo_t *si, void *uc) {
+  if (__atomic_exchange_n(&crashing, 1, __ATOMIC_SEQ_CST)) {
+    chain(sig, si); /* a fault while reporting, or a second crash */
+    return;
+  }
+  int saved = errno;
+  report_args.sig = sig;
+  report_args.si = si;
+  report_args.uc = uc;
+  if (getcontext(&report_ctx) == 0) {
+    report_ctx.uc_stack.ss_sp = report_stack;
+    report_ctx.uc_stack.ss_size = sizeof report_stack;
+    report_ctx.uc_link = &handler_ctx; /* back here when it returns */
+    makecontext(&report_ctx, report_on_own_stack, 0);
+    if (swapcontext(&handler_ctx, &report_ctx) != 0)
+      crash_report(sig, si, uc); /* cannot happen: here, then */
+  } else {
+    crash_report(sig, si, uc);
+  }
+  chain(report_args.sig, report_args.si);
   errno = saved;
 }
 
