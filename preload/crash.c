@@ -304,12 +304,13 @@ void pyprof_crash_load_unwinder(void) {
 }
 
 /* Whether libunwind can be used. A crash before the dumper thread has
- * loaded it (it starts at once, the crash can come sooner) waits for
- * that, up to 500 ms: the dumper needs nothing the crashing thread holds,
- * unless it crashed inside malloc or the loader. Async-signal-safe
- * (nanosleep). */
+ * loaded it (it waits UNWINDER_DELAY_MS, control.c) wakes the dumper to
+ * load it and waits up to 500 ms: the dumper needs nothing the crashing
+ * thread holds, unless it crashed inside malloc or the loader.
+ * Async-signal-safe (write, nanosleep). */
 static int unwinder_ready(void) {
   pid_t me = (pid_t)syscall(SYS_gettid);
+  if (unwinder_state == 0) pyprof_control_wake(); /* loads it at once */
   for (int i = 0; i < 500 && unwinder_state != 2 && pyprof_cfg.crash &&
                   pyprof_dumper_started() && pyprof_dumper_tid() != me;
        i++) {

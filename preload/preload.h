@@ -105,6 +105,7 @@ int pyprof_code_line(const void *code, int addr);
 
 /* control.c */
 void pyprof_control_crash_dump(int timeout_ms); /* async-signal-safe */
+void pyprof_control_wake(void);                  /* async-signal-safe */
 void pyprof_die_if_fatal(void);   /* a fatal signal arrived: die by it */
 pid_t pyprof_dumper_tid(void);    /* 0 if none; async-signal-safe */
 int pyprof_dumper_started(void);  /* created, maybe not yet running */
