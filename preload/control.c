@@ -162,9 +162,11 @@ static void toggle(void) {
 
 /* The dumper loads libunwind UNWINDER_DELAY_MS after it starts, or at its
  * first request if one comes sooner (a crash handler sends MSG_WAKE).
- * Loading at once cost `python -c pass` 0.2-0.35 ms of wall time
- * (medians of 400 paired runs): the program reached exit() while the
- * load still held the loader's lock, which exit() takes too. The price:
+ * Loading at once cost `python -c pass` 0.4-0.5 ms of wall time (medians
+ * of 300 paired runs): the load, 1-2 ms in the dumper, overlapped the end
+ * of the program (where exactly the main thread waited for it is not
+ * pinned down: the loader's lock and the address-space lock are both
+ * candidates). The price:
  * a crash inside an ELF constructor (the loader's lock held) in a
  * process's first UNWINDER_DELAY_MS gets no native frames, as one in its
  * first millisecond did before. */
