@@ -689,15 +689,21 @@ EXITS = os.path.join(WORKLOADS, "exits_workload.py")
 
 def scenario_exits(py, lib, wd):
     """For each ending (end 0, exit3 3, raise 1 with traceback, kbint as plain
-    python: -SIGINT): file written with marker 7 calls and main 1; stdout,
-    status and stderr (apart from the pyprof: line) as without the library."""
-    expected_status = {"end": 0, "exit3": 3, "raise": 1, "kbint": -signal.SIGINT}
+    python: -SIGINT, delexit: os._exit(5) in a __del__ during finalization),
+    and end and delexit again after calling 20000 more functions (the
+    final profile is written by the dumper thread while the interpreter
+    finalizes, and takes a while): file written with marker 7 calls and
+    main 1 (and the 20000 fn* rows); stdout, status and stderr (apart
+    from the pyprof: line) as without the library."""
+    expected_status = {"end": 0, "exit3": 3, "raise": 1, "kbint": -signal.SIGINT,
+                       "delexit": 5, "end+20000": 0, "delexit+20000": 5}
     for mode, want in expected_status.items():
         CHK.section = mode
-        plain = run([py, EXITS, mode], wd)
+        args = mode.split("+")
+        plain = run([py, EXITS] + args, wd)
         CHK.equal(plain.status, want, "plain python status for %s" % mode)
         out_path = os.path.join(wd, "exits-%s.prof" % mode)
-        res = run([py, EXITS, mode], wd, lib=lib, env={"PYPROF_OUT": out_path})
+        res = run([py, EXITS] + args, wd, lib=lib, env={"PYPROF_OUT": out_path})
         check_same_output(plain, res, mode)
         if mode in ("raise", "kbint"):
             CHK.check(b"Traceback (most recent call last)" in res.err,
@@ -713,6 +719,9 @@ def scenario_exits(py, lib, wd):
             continue
         expect_calls(stats, "exits_workload.py", "marker", 7, 7, what=mode)
         expect_calls(stats, "exits_workload.py", "main", 1, 1, what=mode)
+        if len(args) > 1:
+            fns = sum(1 for k in stats if re.match(r"fn\d+$", k[2]))
+            CHK.equal(fns, int(args[1]), "%s: fn* rows" % mode)
         if mode in ("raise", "kbint"):
             expect_calls(stats, "exits_workload.py", "fail", 1, 1, what=mode)
 

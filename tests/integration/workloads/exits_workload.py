@@ -4,8 +4,37 @@
   exit3  sys.exit(3)                             (status 3)
   raise  uncaught RuntimeError from a nested call (status 1, traceback)
   kbint  raise KeyboardInterrupt                 (killed by SIGINT on 3.8+)
+  delexit  os._exit(5) from a __del__ that runs while the interpreter
+         finalizes, after libpyprof's atexit callback (status 5)
+
+argv[2], if given: as many more distinct functions, each called once
+first, so that the final profile takes a while to write (the library
+hands it to its dumper thread and must wait for it at the very end).
 """
+import os
 import sys
+
+
+def template():
+    return None
+
+
+def many(n):
+    code = template.__code__
+    for i in range(n):
+        c = code.replace(co_name="fn%d" % i, co_firstlineno=1000 + i)
+        if hasattr(c, "co_qualname"):
+            c = c.replace(co_qualname="fn%d" % i)
+        type(template)(c, globals(), "fn%d" % i)()
+
+
+class ExitWhenFreed:
+    def __init__(self, exit_now):
+        self.exit_now = exit_now
+
+    def __del__(self):
+        sys.stdout.flush()
+        self.exit_now(5)
 
 
 def marker(i):
@@ -26,7 +55,12 @@ def main(mode):
     sys.stdout.flush()
     if mode == "exit3":
         sys.exit(3)
-    fail(mode)
+    if mode != "delexit":
+        fail(mode)
 
 
+if len(sys.argv) > 2:
+    many(int(sys.argv[2]))
+if sys.argv[1] == "delexit":
+    freed_at_exit = ExitWhenFreed(os._exit)
 main(sys.argv[1])
