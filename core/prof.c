@@ -329,6 +329,24 @@ static int grow_slots(pyprof_thread *t) {
   return 0;
 }
 
+/* Makes the array *arr (capacity *cap elements of `size` bytes, `used` of
+ * them in use) hold `more` more: it at least doubles, and starts at
+ * `first`. -1 when out of memory or past 2^32 elements. */
+static int reserve(void **arr, uint32_t *cap, uint32_t used, uint32_t more,
+                   size_t size, uint32_t first) {
+  if (more <= *cap - used) return 0;
+  uint64_t ncap = *cap ? (uint64_t)*cap * 2 : first;
+  if (ncap < (uint64_t)used + more) ncap = (uint64_t)used + more;
+  if (ncap > UINT32_MAX) return -1;
+  void *p = realloc(*arr, (size_t)ncap * size);
+  if (!p) return -1;
+  *arr = p;
+  *cap = (uint32_t)ncap;
+  return 0;
+}
+#define RESERVE(arr, cap, used, more, first) \
+  reserve((void **)&(arr), &(cap), (used), (more), sizeof *(arr), (first))
+
 /* Makes fid_entry of `t` cover registry id `fid`. */
 static int fid_reserve(pyprof_thread *t, pyprof_fid fid) {
   uint32_t ncap = t->fid_cap ? t->fid_cap : 256;
@@ -347,13 +365,7 @@ static int fid_reserve(pyprof_thread *t, pyprof_fid fid) {
 static int64_t entry_for_fid(pyprof_thread *t, pyprof_fid fid) {
   if (fid >= t->fid_cap && fid_reserve(t, fid) < 0) return -1;
   if (t->fid_entry[fid]) return t->fid_entry[fid] - 1;
-  if (t->nentries == t->entries_cap) {
-    uint32_t ncap = t->entries_cap ? t->entries_cap * 2 : 128;
-    pyprof_entry *ne = realloc(t->entries, ncap * sizeof *ne);
-    if (!ne) return -1;
-    t->entries = ne;
-    t->entries_cap = ncap;
-  }
+  if (RESERVE(t->entries, t->entries_cap, t->nentries, 1, 128) < 0) return -1;
   pyprof_entry *e = &t->entries[t->nentries];
   memset(e, 0, sizeof *e);
   e->fid = fid;
@@ -414,13 +426,7 @@ static uint32_t edge_get(pyprof_thread *t, uint32_t caller, uint32_t callee) {
   }
   if (t->nedges >= t->edge_mask && rehash_edges(t, t->edge_mask * 2 + 1) < 0)
     return 0;
-  if (t->nedges == t->edges_cap) {
-    uint32_t ncap = t->edges_cap ? t->edges_cap * 2 : 256;
-    pyprof_edge *ne = realloc(t->edges, ncap * sizeof *ne);
-    if (!ne) return 0;
-    t->edges = ne;
-    t->edges_cap = ncap;
-  }
+  if (RESERVE(t->edges, t->edges_cap, t->nedges, 1, 256) < 0) return 0;
   pyprof_edge *g = &t->edges[t->nedges];
   memset(g, 0, sizeof *g);
   g->caller = caller;
@@ -458,13 +464,7 @@ static uint32_t node_find(pyprof_thread *t, uint32_t parent, uint32_t entry,
   if (t->nnodes >= budget && entry != PYPROF_NODE_TRUNC) return 0;
   if (t->nnodes >= t->node_mask && rehash_nodes(t, t->node_mask * 2 + 1) < 0)
     return 0;
-  if (t->nnodes == t->nodes_cap) {
-    uint32_t ncap = t->nodes_cap ? t->nodes_cap * 2 : 256;
-    pyprof_node *nn = realloc(t->nodes, ncap * sizeof *nn);
-    if (!nn) return 0;
-    t->nodes = nn;
-    t->nodes_cap = ncap;
-  }
+  if (RESERVE(t->nodes, t->nodes_cap, t->nnodes, 1, 256) < 0) return 0;
   pyprof_node *n = &t->nodes[t->nnodes];
   memset(n, 0, sizeof *n);
   n->parent = parent;
@@ -493,15 +493,6 @@ static uint32_t node_get(pyprof_thread *t, uint32_t parent, uint32_t idx) {
 
 /* ---- finished threads ---------------------------------------------------- */
 
-/* The capacity an array of `cap` elements, `used` of them in use, needs
- * for `n` more (at least double when it grows); -1 past 2^32. */
-static int64_t cap_for(uint32_t cap, uint32_t used, uint32_t n) {
-  if (n <= cap - used) return cap;
-  uint64_t ncap = (uint64_t)used + n;
-  if (ncap < (uint64_t)cap * 2) ncap = (uint64_t)cap * 2;
-  return ncap > UINT32_MAX ? -1 : (int64_t)ncap;
-}
-
 /* A mask for chains of at least `n` elements, no smaller than `mask`. */
 static uint32_t mask_for(uint32_t mask, uint32_t n) {
   if (mask < INIT_EDGES - 1) mask = INIT_EDGES - 1;
@@ -518,27 +509,10 @@ static int finished_reserve(const pyprof_thread *t) {
   for (uint32_t i = 0; i < t->nentries; i++)
     if (t->entries[i].fid > maxfid) maxfid = t->entries[i].fid;
   if (t->nentries && fid_reserve(f, maxfid) < 0) return -1;
-  int64_t c = cap_for(f->entries_cap, f->nentries, t->nentries);
-  if (c != f->entries_cap) {
-    pyprof_entry *ne = c < 0 ? NULL : realloc(f->entries, (size_t)c * sizeof *ne);
-    if (!ne) return -1;
-    f->entries = ne;
-    f->entries_cap = (uint32_t)c;
-  }
-  c = cap_for(f->edges_cap, f->nedges, t->nedges);
-  if (c != f->edges_cap) {
-    pyprof_edge *ng = c < 0 ? NULL : realloc(f->edges, (size_t)c * sizeof *ng);
-    if (!ng) return -1;
-    f->edges = ng;
-    f->edges_cap = (uint32_t)c;
-  }
-  c = cap_for(f->nodes_cap, f->nnodes, t->nnodes);
-  if (c != f->nodes_cap) {
-    pyprof_node *nn = c < 0 ? NULL : realloc(f->nodes, (size_t)c * sizeof *nn);
-    if (!nn) return -1;
-    f->nodes = nn;
-    f->nodes_cap = (uint32_t)c;
-  }
+  if (RESERVE(f->entries, f->entries_cap, f->nentries, t->nentries, 0) < 0 ||
+      RESERVE(f->edges, f->edges_cap, f->nedges, t->nedges, 0) < 0 ||
+      RESERVE(f->nodes, f->nodes_cap, f->nnodes, t->nnodes, 0) < 0)
+    return -1;
   /* edge_get() and node_find() rehash when the count reaches the mask */
   uint32_t em = mask_for(f->edge_mask, f->nedges + t->nedges);
   uint32_t nm = mask_for(f->node_mask, f->nnodes + t->nnodes);
