@@ -39,7 +39,7 @@
 
 /* One byte per request: the type in the low 3 bits, a signal number
  * (MSG_FATAL) in the others. */
-#define MSG_WAKE 0 /* nothing but the first-message rule below */
+#define MSG_WAKE 0 /* no request: wakes the dumper to load libunwind */
 #define MSG_SNAPSHOT 1
 #define MSG_TOGGLE 2
 #define MSG_FATAL 3
@@ -166,10 +166,9 @@ static void toggle(void) {
  * of 300 paired runs): the load, 1-2 ms in the dumper, overlapped the end
  * of the program (where exactly the main thread waited for it is not
  * pinned down: the loader's lock and the address-space lock are both
- * candidates). The price:
- * a crash inside an ELF constructor (the loader's lock held) in a
- * process's first UNWINDER_DELAY_MS gets no native frames, as one in its
- * first millisecond did before. */
+ * candidates). The price: a crash inside an ELF constructor (the
+ * loader's lock held) in a process's first UNWINDER_DELAY_MS gets no
+ * native frames, as one in its first millisecond did before. */
 #define UNWINDER_DELAY_MS 10
 
 static void *dumper_main(void *arg) {

@@ -22,10 +22,11 @@
  *     the wait for the dumper (write/poll), chaining (sigaction, raise).
  *   written defensively, not strictly async-signal-safe: libunwind's local
  *     unwinder (designed to run in signal handlers; loaded with dlopen by
- *     the dumper thread, never in the handler) and dladdr() for library names (takes
- *     the loader's lock: a crash inside the dynamic loader could hang here,
- *     which the dumper's bounded wait does not cover). A second fault
- *     while reporting goes straight to the previous disposition.
+ *     the dumper thread, never in the handler), dladdr() for library names
+ *     (takes the loader's lock: a crash inside the dynamic loader could
+ *     hang here, which the dumper's bounded wait does not cover) and the
+ *     switch to the report's own stack (swapcontext). A second fault while
+ *     reporting goes straight to the previous disposition.
  *
  * Live stacks: `pyprof stacks PID` sends the snapshot signal with
  * sigqueue(2) and the value PYPROF_STACKS_REQUEST; the dumper then writes
