@@ -782,6 +782,7 @@ static struct {
   int sig;
   siginfo_t *si;
   void *uc;
+  sigset_t mask; /* the handler's signal mask */
 } report_args;
 
 static void report_on_own_stack(void) {
@@ -790,7 +791,8 @@ static void report_on_own_stack(void) {
 
 /* The handler. getcontext/makecontext/swapcontext are not on POSIX's
  * async-signal-safe list; in glibc on x86-64 they are register moves and
- * one rt_sigprocmask(2), which is. */
+ * one rt_sigprocmask(2), which is (as are pthread_sigmask, sigfillset and
+ * sigdelset). */
 static void on_crash(int sig, siginfo_t *si, void *uc) {
   if (__atomic_exchange_n(&crashing, 1, __ATOMIC_SEQ_CST)) {
     chain(sig, si); /* a fault while reporting, or a second crash */
@@ -800,6 +802,16 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
   report_args.sig = sig;
   report_args.si = si;
   report_args.uc = uc;
+  /* Other signals wait until we are back on this stack: off the signal
+   * stack, a handler with SA_ONSTACK (Python's SIGINT handler, say) would
+   * be put at its top, over this handler's frame and the context being
+   * unwound (a SIGINT during a report made the process spin). The mask
+   * is saved in both contexts, so it holds until the end of the switch
+   * back. A fault in the report still comes through. */
+  sigset_t quiet;
+  sigfillset(&quiet);
+  for (size_t k = 0; k < NCRASH; k++) sigdelset(&quiet, crash_sigs[k]);
+  pthread_sigmask(SIG_SETMASK, &quiet, &report_args.mask);
   if (getcontext(&report_ctx) == 0) {
     report_ctx.uc_stack.ss_sp = report_stack;
     report_ctx.uc_stack.ss_size = sizeof report_stack;
@@ -810,6 +822,7 @@ static void on_crash(int sig, siginfo_t *si, void *uc) {
   } else {
     crash_report(sig, si, uc);
   }
+  pthread_sigmask(SIG_SETMASK, &report_args.mask, NULL);
   chain(report_args.sig, report_args.si);
   errno = saved;
 }

@@ -707,6 +707,32 @@ def scenario_sent(py, lib, wd):
         check_prof(prof, {"helper": 3, "leaf": 1, "~<built-in method time.sleep>": 1}, res=res)
 
 
+def scenario_sigint_in_report(py, lib, wd):
+    """crash_bigprof.py 60000: SIGSEGV in C after 60000 distinct functions,
+    so that the handler waits a while for the crash profile.  The test
+    sends SIGINT as soon as the report's native part is on stderr, while
+    the handler waits: Python's SIGINT handler (SA_ONSTACK) must not run
+    over the crash handler's frames.  -SIGSEGV as without the library; a
+    complete report; .prof with fn0 and fn59999.  (When the report first
+    moved to a stack of its own, without blocking other signals, the
+    SIGINT landed at the top of the signal stack, over the handler's
+    frame: the process exited with status 1 or spun for ever.)"""
+    n = 60000
+    out = fresh_dir(os.path.join(wd, "out"))
+    prof = os.path.join(out, "int.prof")
+    p = Proc([py, W("crash_bigprof.py"), str(n)], wd, lib=lib, env={"PYPROF_OUT": prof})
+    p.expect("crashing", 60)
+    deadline = time.time() + 20
+    while (b"Native stacks of the other threads" not in b"".join(p.err)
+           and time.time() < deadline):
+        time.sleep(0.001)
+    p.signal(signal.SIGINT)
+    res = p.finish(30)
+    CHK.equal(res.status, -signal.SIGSEGV, "exit status")
+    check_report(res, prof + ".crash.txt", signal.SIGSEGV)
+    check_prof(prof, {"fn0": 1, "fn%d" % (n - 1): 1}, res=res)
+
+
 def scenario_early(py, lib, wd):
     """python -c 'import os; os.kill(os.getpid(), 11)', five times: the
     crash comes before the dumper thread has loaded libunwind.  Each run:
@@ -1120,6 +1146,7 @@ SCENARIOS = {
     "late_faulthandler": scenario_late_faulthandler,
     "sent": scenario_sent,
     "early": scenario_early,
+    "sigint_in_report": scenario_sigint_in_report,
     "off": scenario_off,
     "symbols": scenario_symbols,
     "altstack": scenario_altstack,

@@ -14,18 +14,7 @@ hands it to its dumper thread and must wait for it at the very end).
 import os
 import sys
 
-
-def template():
-    return None
-
-
-def many(n):
-    code = template.__code__
-    for i in range(n):
-        c = code.replace(co_name="fn%d" % i, co_firstlineno=1000 + i)
-        if hasattr(c, "co_qualname"):
-            c = c.replace(co_qualname="fn%d" % i)
-        type(template)(c, globals(), "fn%d" % i)()
+from prod_bigprof import make
 
 
 class ExitWhenFreed:
@@ -60,7 +49,8 @@ def main(mode):
 
 
 if len(sys.argv) > 2:
-    many(int(sys.argv[2]))
+    for f in make(int(sys.argv[2])):
+        f()
 if sys.argv[1] == "delexit":
     freed_at_exit = ExitWhenFreed(os._exit)
 main(sys.argv[1])

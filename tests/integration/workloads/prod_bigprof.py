@@ -15,14 +15,17 @@ def template():
     return None
 
 
-def make(n):
-    code = template.__code__
+def make(n, like=template):
+    """n functions fn0..fn<n-1>, copies of `like` (its file, its globals),
+    each with its own name and first line (also used by exits_workload.py
+    and crash_bigprof.py)."""
+    code = like.__code__
     fns = []
     for i in range(n):
         c = code.replace(co_name="fn%d" % i, co_firstlineno=1000 + i)
         if hasattr(c, "co_qualname"):
             c = c.replace(co_qualname="fn%d" % i)
-        fns.append(type(template)(c, globals(), "fn%d" % i))
+        fns.append(type(like)(c, like.__globals__, "fn%d" % i))
     return fns
 
 
@@ -39,4 +42,5 @@ def main():
         sys.exit(int(sys.argv[3]))
 
 
-main()
+if __name__ == "__main__":
+    main()
