@@ -690,9 +690,9 @@ EXITS = os.path.join(WORKLOADS, "exits_workload.py")
 def scenario_exits(py, lib, wd):
     """For each ending (end 0, exit3 3, raise 1 with traceback, kbint as plain
     python: -SIGINT, delexit: os._exit(5) in a __del__ during finalization),
-    and end and delexit again after calling 20000 more functions (the
-    final profile is written by the dumper thread while the interpreter
-    finalizes, and takes a while): file written with marker 7 calls and
+    and end and delexit again after calling 20000 more functions (a final
+    profile that takes a while to write, and must be whole however the
+    process ends): file written with marker 7 calls and
     main 1 (and the 20000 fn* rows); stdout, status and stderr (apart
     from the pyprof: line) as without the library."""
     expected_status = {"end": 0, "exit3": 3, "raise": 1, "kbint": -signal.SIGINT,

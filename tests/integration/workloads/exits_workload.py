@@ -8,8 +8,7 @@
          finalizes, after libpyprof's atexit callback (status 5)
 
 argv[2], if given: as many more distinct functions, each called once
-first, so that the final profile takes a while to write (the library
-hands it to its dumper thread and must wait for it at the very end).
+first, so that the final profile takes a while to write.
 """
 import os
 import sys
